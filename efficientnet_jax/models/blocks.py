@@ -1,0 +1,101 @@
+"""MBConv, Fused-MBConv and Squeeze-Excitation blocks.
+
+Sub-module names follow the Keras applications naming (expand_conv, dw_conv, se, project_conv),
+which keeps the weight converters a readable table.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from flax import linen as nn
+
+from efficientnet_jax.models.layers import (
+    Array, Conv2d, DepthwiseConv2d, DropPath, LayerOptions, batch_norm, get_activation,
+)
+from efficientnet_jax.models.spec import BlockConfig
+
+
+class SqueezeExcite(nn.Module):
+    """Spatial mean -> 1x1 reduce (+bias) -> act -> 1x1 expand (+bias) -> sigmoid gate.
+
+    `channels` (the reduced width) is 0.25 x the *block input* channels, as in the official code.
+    """
+
+    channels: int
+    opts: LayerOptions
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        # Pool in float32: a bf16 mean over 100k+ positions loses the small differences SE keys on.
+        s = jnp.mean(x.astype(jnp.float32), axis=(1, 2), keepdims=True)
+        s = Conv2d(self.channels, use_bias=True, dtype=self.opts.dtype, name="reduce")(s)
+        s = get_activation(self.opts.act)(s)
+        s = Conv2d(x.shape[-1], use_bias=True, dtype=self.opts.dtype, name="expand")(s)
+        return x * nn.sigmoid(s).astype(x.dtype)
+
+
+class MBConv(nn.Module):
+    """Inverted residual: [1x1 expand] -> kxk depthwise -> [SE] -> 1x1 project (+ skip).
+
+    With expand_ratio 1 there is no expand conv (V1's first, "depthwise-separable" stage).
+    """
+
+    cfg: BlockConfig
+    opts: LayerOptions
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool = False) -> Array:
+        cfg, opts = self.cfg, self.opts
+        act = get_activation(opts.act)
+        shortcut = x
+        if cfg.expand_ratio != 1:
+            x = Conv2d(cfg.mid_channels, dtype=opts.dtype, name="expand_conv")(x)
+            x = act(batch_norm(opts, train, "expand_bn")(x))
+        x = DepthwiseConv2d(
+            cfg.kernel, cfg.stride, opts.padding, opts.dw_impl, opts.dtype, name="dw_conv"
+        )(x)
+        x = act(batch_norm(opts, train, "dw_bn")(x))
+        if cfg.se_channels:
+            x = SqueezeExcite(cfg.se_channels, opts, name="se")(x)
+        x = Conv2d(cfg.out_channels, dtype=opts.dtype, name="project_conv")(x)
+        x = batch_norm(opts, train, "project_bn")(x)
+        if cfg.has_skip:
+            x = DropPath(cfg.drop_path_rate, name="drop_path")(x, train) + shortcut
+        return x
+
+
+class FusedMBConv(nn.Module):
+    """Fused inverted residual: kxk expand conv -> [SE] -> 1x1 project (+ skip).
+
+    With expand_ratio 1 it is a single kxk conv + BN + act (the act is kept because there is no
+    separate project conv), named `project_conv`/`project_bn` as in Keras.
+    """
+
+    cfg: BlockConfig
+    opts: LayerOptions
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool = False) -> Array:
+        cfg, opts = self.cfg, self.opts
+        act = get_activation(opts.act)
+        shortcut = x
+        if cfg.expand_ratio != 1:
+            x = Conv2d(cfg.mid_channels, cfg.kernel, cfg.stride, opts.padding, dtype=opts.dtype,
+                       name="expand_conv")(x)
+            x = act(batch_norm(opts, train, "expand_bn")(x))
+            if cfg.se_channels:
+                x = SqueezeExcite(cfg.se_channels, opts, name="se")(x)
+            x = Conv2d(cfg.out_channels, dtype=opts.dtype, name="project_conv")(x)
+            x = batch_norm(opts, train, "project_bn")(x)
+        else:
+            x = Conv2d(cfg.out_channels, cfg.kernel, cfg.stride, opts.padding, dtype=opts.dtype,
+                       name="project_conv")(x)
+            x = act(batch_norm(opts, train, "project_bn")(x))
+            if cfg.se_channels:
+                x = SqueezeExcite(cfg.se_channels, opts, name="se")(x)
+        if cfg.has_skip:
+            x = DropPath(cfg.drop_path_rate, name="drop_path")(x, train) + shortcut
+        return x
+
+
+BLOCKS = {"mbconv": MBConv, "fused": FusedMBConv}

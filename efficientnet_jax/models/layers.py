@@ -1,0 +1,211 @@
+"""Layers with the numerics of the reference implementations and XLA-friendly lowerings.
+
+Parameters keep Flax's layouts whatever the lowering: conv kernels are HWIO `(kh, kw, in, out)`,
+depthwise kernels `(kh, kw, 1, C)`, so a checkpoint does not depend on `dw_impl` or on the
+1x1-as-dot path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from jax import lax
+
+Array = jax.Array
+Dtype = Any
+
+PADDING_MODES = ("same", "symmetric")
+DW_IMPLS = ("auto", "xla", "shift")
+
+
+def _silu(x):
+    return jax.nn.silu(x)
+
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "swish": _silu,
+    "silu": _silu,
+    "relu": jax.nn.relu,
+    "relu6": jax.nn.relu6,
+    "gelu": jax.nn.gelu,
+    "hard_swish": jax.nn.hard_swish,
+    "mish": lambda x: x * jnp.tanh(jax.nn.softplus(x)),
+    "identity": lambda x: x,
+}
+
+
+def get_activation(name: str) -> Callable[[Array], Array]:
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}") from None
+
+
+def conv_padding(size: int, kernel: int, stride: int, mode: str) -> Tuple[int, int]:
+    """(before, after) padding along one spatial axis.
+
+    'same' is TF SAME (asymmetric for even inputs at stride 2: more padding after);
+    'symmetric' is PyTorch's ((s-1) + (k-1)) // 2 on both sides (timm's non-`tf_` models).
+    """
+    if mode == "same":
+        out = -(-size // stride)
+        total = max((out - 1) * stride + kernel - size, 0)
+        return total // 2, total - total // 2
+    if mode == "symmetric":
+        p = ((stride - 1) + (kernel - 1)) // 2
+        return p, p
+    raise ValueError(f"padding must be one of {PADDING_MODES}, got {mode!r}")
+
+
+def resolve_dw_impl(impl: str) -> str:
+    """'auto' picks the lowering XLA compiles well on the current backend.
+
+    On CPU, XLA's grouped convolution is 10-30x slower than k*k shifted multiply-adds
+    (jax-ml/jax#23713, measured in shared/reference/perf_baseline.md); on GPU/TPU the native
+    depthwise convolution is the fast path.
+    """
+    if impl not in DW_IMPLS:
+        raise ValueError(f"dw_impl must be one of {DW_IMPLS}, got {impl!r}")
+    if impl != "auto":
+        return impl
+    return "shift" if jax.default_backend() == "cpu" else "xla"
+
+
+def conv_kernel_init(depthwise: bool = False):
+    """Official init: normal(0, sqrt(2 / fan_out)), fan_out = kh*kw*out (kh*kw for depthwise).
+
+    jax's variance_scaling would count a depthwise kernel's fan_out as kh*kw*C, a sqrt(C)-fold
+    smaller std than the official code and timm use.
+    """
+
+    def init(key, shape, dtype=jnp.float32):
+        kh, kw, _, out = shape
+        fan_out = kh * kw * (1 if depthwise else out)
+        return jax.random.normal(key, shape, dtype) * math.sqrt(2.0 / fan_out)
+
+    return init
+
+
+def dense_kernel_init(key, shape, dtype=jnp.float32):
+    """Official classifier init: uniform(-1/sqrt(out), 1/sqrt(out))."""
+    limit = 1.0 / math.sqrt(shape[1])
+    return jax.random.uniform(key, shape, dtype, -limit, limit)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerOptions:
+    """Numerics and lowerings shared by every layer of a network."""
+
+    act: str = "swish"
+    padding: str = "same"
+    bn_eps: float = 1e-3
+    bn_momentum: float = 0.99
+    dtype: Optional[Dtype] = None  # compute dtype; None = float32
+    dw_impl: str = "auto"
+    bn_axis_name: Optional[str] = None  # only for shard_map/pmap-style per-group BN
+
+
+class Conv2d(nn.Module):
+    """2-D convolution, NHWC/HWIO, with reference padding; a 1x1 stride-1 conv is a dot."""
+
+    features: int
+    kernel: int = 1
+    stride: int = 1
+    padding: str = "same"
+    use_bias: bool = False
+    dtype: Optional[Dtype] = None
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        in_ch = x.shape[-1]
+        kernel = self.param("kernel", conv_kernel_init(), (self.kernel, self.kernel, in_ch, self.features))
+        dtype = self.dtype or jnp.float32
+        x = x.astype(dtype)
+        kernel = kernel.astype(dtype)
+        if self.kernel == 1 and self.stride == 1:
+            y = lax.dot_general(x, kernel[0, 0], (((x.ndim - 1,), (0,)), ((), ())))
+        else:
+            pads = [conv_padding(x.shape[i], self.kernel, self.stride, self.padding) for i in (1, 2)]
+            y = lax.conv_general_dilated(
+                x, kernel, (self.stride, self.stride), pads,
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            )
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(dtype)
+        return y
+
+
+def depthwise_conv(x: Array, kernel: Array, stride: int, pads: Sequence[Tuple[int, int]], impl: str) -> Array:
+    """Depthwise conv, kernel (kh, kw, 1, C). 'xla': grouped conv; 'shift': k*k multiply-adds."""
+    kh, kw, _, c = kernel.shape
+    if impl == "xla":
+        return lax.conv_general_dilated(
+            x, kernel, (stride, stride), pads,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c,
+        )
+    xp = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
+    n, hp, wp, _ = xp.shape
+    ho = (hp - kh) // stride + 1
+    wo = (wp - kw) // stride + 1
+    w = kernel[:, :, 0, :]
+    out = None
+    for dy in range(kh):
+        for dx in range(kw):
+            patch = lax.slice(
+                xp, (0, dy, dx, 0),
+                (n, dy + (ho - 1) * stride + 1, dx + (wo - 1) * stride + 1, c),
+                (1, stride, stride, 1),
+            )
+            term = patch * w[dy, dx]
+            out = term if out is None else out + term
+    return out
+
+
+class DepthwiseConv2d(nn.Module):
+    """Depthwise conv whose lowering is chosen by `impl` (identical numerics to float tolerance)."""
+
+    kernel: int
+    stride: int = 1
+    padding: str = "same"
+    impl: str = "auto"
+    dtype: Optional[Dtype] = None
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        c = x.shape[-1]
+        kernel = self.param("kernel", conv_kernel_init(depthwise=True), (self.kernel, self.kernel, 1, c))
+        dtype = self.dtype or jnp.float32
+        pads = [conv_padding(x.shape[i], self.kernel, self.stride, self.padding) for i in (1, 2)]
+        return depthwise_conv(x.astype(dtype), kernel.astype(dtype), self.stride, pads, resolve_dw_impl(self.impl))
+
+
+def batch_norm(opts: LayerOptions, train: bool, name: str) -> nn.BatchNorm:
+    """BatchNorm with fp32 params and statistics; global statistics under jit + sharding."""
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=opts.bn_momentum,
+        epsilon=opts.bn_eps,
+        dtype=opts.dtype,
+        param_dtype=jnp.float32,
+        axis_name=opts.bn_axis_name,
+        name=name,
+    )
+
+
+class DropPath(nn.Module):
+    """Per-sample stochastic depth; survivors are scaled by 1/keep so the expectation is kept."""
+
+    rate: float
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> Array:
+        if not train or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        mask = jax.random.bernoulli(self.make_rng("dropout"), keep, (x.shape[0],) + (1,) * (x.ndim - 1))
+        return jnp.where(mask, x / keep, jnp.zeros_like(x))

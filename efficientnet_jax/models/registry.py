@@ -1,0 +1,89 @@
+"""`create_model` / `list_models` and compound (phi) scaling."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List, Optional, Tuple
+
+import jax.numpy as jnp
+
+from efficientnet_jax.models.efficientnet import EfficientNet
+from efficientnet_jax.models.spec import ModelSpec
+from efficientnet_jax.models.variants import REGISTRY, base_name
+
+# The paper's grid-searched coefficients at phi = 1 (alpha * beta^2 * gamma^2 ~= 2).
+ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15
+
+_MODULE_FIELDS = ("dtype", "dw_impl", "remat", "features_only", "out_strides", "bn_axis_name")
+_SCALING_KEYS = ("phi", "alpha", "beta", "gamma")
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def compound_scaling(
+    phi: float, alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA, base_resolution: int = 224
+) -> Tuple[float, float, int]:
+    """(depth_mult, width_mult, resolution) = (alpha^phi, beta^phi, round(base * gamma^phi)).
+
+    The published B1-B7 table is a rounded special case of this rule, not the rule itself.
+    """
+    return alpha**phi, beta**phi, int(round(base_resolution * gamma**phi))
+
+
+def list_models() -> List[str]:
+    """Names of the registered variants (timm's spelling)."""
+    return sorted(REGISTRY)
+
+
+def get_spec(name: str, **overrides: Any) -> ModelSpec:
+    """The `ModelSpec` of a variant with overrides applied (spec fields and phi/alpha/beta/gamma).
+
+    A `tf_` prefix (e.g. `tf_efficientnet_b0`) names the TF numerics explicitly ('same' padding,
+    BN eps 1e-3), which are the defaults here.
+    """
+    key, implied = base_name(name)
+    if key not in REGISTRY:
+        raise ValueError(f"unknown model {name!r}; list_models() has: {', '.join(list_models())}")
+    spec = REGISTRY[key]
+    fields = {f.name for f in dataclasses.fields(ModelSpec)}
+    bad = [k for k in overrides if k not in fields and k not in _SCALING_KEYS]
+    if bad:
+        raise ValueError(
+            f"unknown override(s) {bad} for {name!r}; valid: {sorted(fields | set(_SCALING_KEYS) | set(_MODULE_FIELDS))}"
+        )
+    scaling = {k: overrides.pop(k) for k in _SCALING_KEYS if k in overrides}
+    if scaling:
+        if "phi" not in scaling:
+            raise ValueError(f"alpha/beta/gamma need phi (got {sorted(scaling)})")
+        d, w, r = compound_scaling(
+            scaling["phi"], scaling.get("alpha", ALPHA), scaling.get("beta", BETA), scaling.get("gamma", GAMMA),
+        )
+        # Multipliers replace the variant's own: phi is measured from the family's base (B0).
+        train_res = None
+        if spec.train_resolution:
+            base = REGISTRY[key.rsplit("_", 1)[0] + "_b0"] if key.startswith("efficientnetv2") else None
+            train_res = int(round((base.train_resolution if base else spec.train_resolution) * r / 224))
+        spec = dataclasses.replace(
+            spec, width_mult=w, depth_mult=d, resolution=r, train_resolution=train_res,
+            name=f"{key}_phi{scaling['phi']:g}",
+        )
+    return dataclasses.replace(spec, **{**implied, **overrides})
+
+
+def create_model(name: str, num_classes: int = 1000, **overrides: Any) -> EfficientNet:
+    """Build a variant: `create_model('efficientnet_b3', num_classes=10, drop_rate=0.1)`.
+
+    Overrides are ModelSpec fields (padding, bn_eps, bn_momentum, drop_rate, drop_path_rate, act,
+    se, width_mult, depth_mult, resolution, ...), the compound-scaling knobs phi/alpha/beta/gamma,
+    or module options: dtype ('bfloat16' or a jnp dtype), dw_impl ('auto'|'xla'|'shift'), remat,
+    features_only, out_strides, bn_axis_name.
+    """
+    module_kw: Dict[str, Any] = {k: overrides.pop(k) for k in _MODULE_FIELDS if k in overrides}
+    if isinstance(module_kw.get("dtype"), str):
+        try:
+            module_kw["dtype"] = _DTYPES[module_kw["dtype"]]
+        except KeyError:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {module_kw['dtype']!r}") from None
+    if "out_strides" in module_kw:
+        module_kw["out_strides"] = tuple(module_kw["out_strides"])
+    spec = get_spec(name, num_classes=num_classes, **overrides)
+    return EfficientNet(spec=spec, **module_kw)
