@@ -31,8 +31,10 @@ class EfficientNet(nn.Module):
     `spec.num_classes == 0`; with `features_only`, the feature maps at `out_strides`
     (the last block output at each stride, for detection/segmentation backbones).
 
-    Every block output and the head activation are `perturb`-ed (a no-op unless the caller
-    passes a 'perturbations' collection), which is how Grad-CAM gets gradients of any layer.
+    With `perturb_layers`, every block output (`stage{s}_block{j}_out`) and the head activation
+    (`head_out`) get a zero 'perturbations' variable added, so `jax.grad` with respect to that
+    collection gives the gradient of any layer's activation (Grad-CAM). Off by default, so
+    `init` returns only 'params' and 'batch_stats'.
     """
 
     spec: ModelSpec
@@ -42,6 +44,7 @@ class EfficientNet(nn.Module):
     features_only: bool = False
     out_strides: Sequence[int] = FEATURE_STRIDES
     bn_axis_name: Optional[str] = None
+    perturb_layers: bool = False
 
     @property
     def opts(self) -> LayerOptions:
@@ -70,7 +73,7 @@ class EfficientNet(nn.Module):
                 cls = nn.remat(cls, static_argnums=(2,))
             name = block_name(cfg.stage, cfg.index)
             x = cls(cfg, opts, name=name)(x, train)
-            x = self.perturb(f"{name}_out", x)
+            x = self._tap(f"{name}_out", x)
             stride *= cfg.stride
             features[stride] = x
         if self.features_only:
@@ -81,10 +84,13 @@ class EfficientNet(nn.Module):
 
         x = Conv2d(spec.head_out, dtype=self.dtype, name="head_conv")(x)
         x = act(batch_norm(opts, train, "head_bn")(x))
-        x = self.perturb("head_out", x)
+        x = self._tap("head_out", x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         if spec.num_classes == 0:
             return x
         x = nn.Dropout(spec.drop_rate, deterministic=not train)(x)
         # The classifier runs in float32: logits feed a float32 softmax/cross-entropy.
         return nn.Dense(spec.num_classes, kernel_init=dense_kernel_init, name="classifier")(x)
+
+    def _tap(self, name: str, x: Array) -> Array:
+        return self.perturb(name, x) if self.perturb_layers else x

@@ -14,7 +14,7 @@ from efficientnet_jax.models.variants import REGISTRY, base_name
 # The paper's grid-searched coefficients at phi = 1 (alpha * beta^2 * gamma^2 ~= 2).
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15
 
-_MODULE_FIELDS = ("dtype", "dw_impl", "remat", "features_only", "out_strides", "bn_axis_name")
+_MODULE_FIELDS = ("dtype", "dw_impl", "remat", "features_only", "out_strides", "bn_axis_name", "perturb_layers")
 _SCALING_KEYS = ("phi", "alpha", "beta", "gamma")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -75,7 +75,7 @@ def create_model(name: str, num_classes: int = 1000, **overrides: Any) -> Effici
     Overrides are ModelSpec fields (padding, bn_eps, bn_momentum, drop_rate, drop_path_rate, act,
     se, width_mult, depth_mult, resolution, ...), the compound-scaling knobs phi/alpha/beta/gamma,
     or module options: dtype ('bfloat16' or a jnp dtype), dw_impl ('auto'|'xla'|'shift'), remat,
-    features_only, out_strides, bn_axis_name.
+    features_only, out_strides, bn_axis_name, perturb_layers.
     """
     module_kw: Dict[str, Any] = {k: overrides.pop(k) for k in _MODULE_FIELDS if k in overrides}
     if isinstance(module_kw.get("dtype"), str):
