@@ -99,6 +99,15 @@ class ModelSpec:
     published_top1: Optional[float] = None
     published_top1_source: str = ""
 
+    def __post_init__(self):
+        if self.padding not in ("same", "symmetric"):
+            raise ValueError(f"{self.name}: padding must be 'same' (TF) or 'symmetric' (PyTorch), got {self.padding!r}")
+        if not 0.0 <= self.drop_rate < 1.0 or not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(f"{self.name}: drop_rate/drop_path_rate must be in [0, 1), got "
+                             f"{self.drop_rate}/{self.drop_path_rate}")
+        if self.width_mult <= 0 or self.depth_mult <= 0:
+            raise ValueError(f"{self.name}: width_mult/depth_mult must be > 0")
+
     def round_channels(self, channels: float) -> int:
         """`round_filters` of the official code: multiply by width, round to the divisor."""
         return make_divisible(
