@@ -1,0 +1,126 @@
+"""The classic Keras-applications table for every variant, measured here.
+
+    python -m efficientnet_jax.tools.summary                      # all variants, CPU timing
+    python -m efficientnet_jax.tools.summary efficientnet_b0 efficientnetv2_s --batch 8
+    python -m efficientnet_jax.tools.summary --no-timing --format csv
+
+Columns: size (MB of float32 weights incl. BN statistics), parameters (trainable), depth (weighted
+layers), multiply-adds at the eval resolution, ms per inference step (jit-compiled, median of
+repeats, on each local backend), compile seconds, and the published ImageNet top-1 with its source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from efficientnet_jax.models import create_model, list_models
+from efficientnet_jax.models.complexity import count_depth, count_macs, count_params
+
+
+def time_inference(model, resolution: int, batch: int, device, min_seconds: float = 1.0, min_runs: int = 3) -> Dict:
+    """Median ms per jit-compiled forward step on `device`, plus compile seconds."""
+    x = jax.device_put(jnp.ones((batch, resolution, resolution, 3), jnp.float32), device)
+    variables = jax.device_put(jax.jit(lambda: model.init(jax.random.key(0), x[:1, :32, :32], train=False))(), device)
+    fwd = jax.jit(lambda v, x: model.apply(v, x, train=False))
+    t0 = time.perf_counter()
+    compiled = fwd.lower(variables, x).compile()
+    compile_s = time.perf_counter() - t0
+    compiled(variables, x).block_until_ready()  # warm-up
+    times: List[float] = []
+    start = time.perf_counter()
+    while len(times) < min_runs or time.perf_counter() - start < min_seconds:
+        t = time.perf_counter()
+        compiled(variables, x).block_until_ready()
+        times.append(time.perf_counter() - t)
+    return {"ms": 1e3 * statistics.median(times), "compile_s": compile_s, "runs": len(times)}
+
+
+def summarize(name: str, batch: int = 1, timing: bool = True, backends: Optional[Sequence[str]] = None) -> Dict:
+    model = create_model(name)
+    spec = model.spec
+    params = count_params(model)
+    bn_stats = sum(2 * b for b in _bn_widths(model))
+    row = {
+        "model": name,
+        "size_mb": round((params + bn_stats) * 4 / 2**20, 1),
+        "params": params,
+        "depth": count_depth(model),
+        "resolution": spec.resolution,
+        "gmacs": round(count_macs(model) / 1e9, 3),
+        "top1": spec.published_top1,
+        "top1_source": spec.published_top1_source,
+    }
+    if timing:
+        for backend in backends or _backends():
+            r = time_inference(model, spec.resolution, batch, jax.devices(backend)[0])
+            row[f"{backend}_ms"] = round(r["ms"], 1)
+            row[f"{backend}_compile_s"] = round(r["compile_s"], 1)
+    return row
+
+
+def _bn_widths(model) -> List[int]:
+    v = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False))
+    return [math.prod(x.shape) for x in jax.tree.leaves(v["batch_stats"])][::2]
+
+
+def _backends() -> List[str]:
+    out = ["cpu"]
+    for b in ("gpu", "tpu"):
+        try:
+            if jax.devices(b):
+                out.append(b)
+        except RuntimeError:
+            pass
+    return out
+
+
+def format_table(rows: List[Dict], fmt: str = "markdown") -> str:
+    keys = list(dict.fromkeys(k for r in rows for k in r if k != "top1_source"))
+    if fmt == "csv":
+        lines = [",".join(keys + ["top1_source"])]
+        lines += [",".join(str(r.get(k, "")) for k in keys) + f',"{r["top1_source"]}"' for r in rows]
+        return "\n".join(lines)
+    head = {"size_mb": "size (MB)", "params": "params", "depth": "depth", "resolution": "res",
+            "gmacs": "GMACs", "top1": "top-1 (%)"}
+    names = [head.get(k, k.replace("_ms", " ms/step").replace("_compile_s", " compile (s)")) for k in keys]
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(keys)]
+    for r in rows:
+        cells = [f"{r[k]:,}" if k == "params" else str(r.get(k, "")) for k in keys]
+        lines.append("| " + " | ".join(cells) + " |")
+    sources = sorted({r["top1_source"] for r in rows if r["top1_source"]})
+    return "\n".join(lines + [""] + [f"top-1 sources: {'; '.join(sources)}"])
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("models", nargs="*", help="variants (default: all)")
+    p.add_argument("--batch", type=int, default=1, help="images per timed inference step")
+    p.add_argument("--no-timing", action="store_true", help="skip the (slow) timing columns")
+    p.add_argument("--format", choices=["markdown", "csv", "json"], default="markdown")
+    args = p.parse_args(argv)
+    names = args.models or list_models()
+    unknown = [n for n in names if n.removeprefix("tf_") not in list_models()]
+    if unknown:
+        p.error(f"unknown model(s) {unknown}; choose from {list_models()}")
+    rows = []
+    for n in names:
+        rows.append(summarize(n, args.batch, timing=not args.no_timing))
+        if args.format == "json":
+            print(json.dumps(rows[-1]), flush=True)
+    if args.format != "json":
+        print(f"# batch {args.batch}, float32, devices: {', '.join(str(d) for d in jax.devices())}")
+        print(format_table(rows, args.format))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
