@@ -33,7 +33,8 @@ class EfficientNet(nn.Module):
 
     With `perturb_layers`, every block output (`stage{s}_block{j}_out`) and the head activation
     (`head_out`) get a zero 'perturbations' variable added, so `jax.grad` with respect to that
-    collection gives the gradient of any layer's activation (Grad-CAM). Off by default, so
+    collection gives the gradient of any layer's activation (Grad-CAM), and the activation is
+    sown into 'intermediates' (apply with mutable=['intermediates']). Off by default, so
     `init` returns only 'params' and 'batch_stats'.
     """
 
@@ -93,4 +94,7 @@ class EfficientNet(nn.Module):
         return nn.Dense(spec.num_classes, kernel_init=dense_kernel_init, name="classifier")(x)
 
     def _tap(self, name: str, x: Array) -> Array:
-        return self.perturb(name, x) if self.perturb_layers else x
+        if not self.perturb_layers:
+            return x
+        self.sow("intermediates", name, x)  # the activation itself, for CAM overlays
+        return self.perturb(name, x)

@@ -16,6 +16,8 @@ ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15
 
 _MODULE_FIELDS = ("dtype", "dw_impl", "remat", "features_only", "out_strides", "bn_axis_name", "perturb_layers")
 _SCALING_KEYS = ("phi", "alpha", "beta", "gamma")
+# Architecture edits that are not ModelSpec fields (block ablations).
+_EDIT_KEYS = ("fused_stages",)
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -45,11 +47,14 @@ def get_spec(name: str, **overrides: Any) -> ModelSpec:
         raise ValueError(f"unknown model {name!r}; list_models() has: {', '.join(list_models())}")
     spec = REGISTRY[key]
     fields = {f.name for f in dataclasses.fields(ModelSpec)}
-    bad = [k for k in overrides if k not in fields and k not in _SCALING_KEYS]
+    bad = [k for k in overrides if k not in fields and k not in _SCALING_KEYS + _EDIT_KEYS]
     if bad:
         raise ValueError(
-            f"unknown override(s) {bad} for {name!r}; valid: {sorted(fields | set(_SCALING_KEYS) | set(_MODULE_FIELDS))}"
+            f"unknown override(s) {bad} for {name!r}; valid: "
+            f"{sorted(fields | set(_SCALING_KEYS) | set(_EDIT_KEYS) | set(_MODULE_FIELDS))}"
         )
+    if "fused_stages" in overrides:
+        spec = with_fused_stages(spec, int(overrides.pop("fused_stages")))
     scaling = {k: overrides.pop(k) for k in _SCALING_KEYS if k in overrides}
     if scaling:
         if "phi" not in scaling:
@@ -69,11 +74,28 @@ def get_spec(name: str, **overrides: Any) -> ModelSpec:
     return dataclasses.replace(spec, **{**implied, **overrides})
 
 
+def with_fused_stages(spec: ModelSpec, n: int) -> ModelSpec:
+    """Turn the first `n` stages into Fused-MBConv (no SE), as V2 does for its early stages.
+
+    The block ablation of the V2 paper (Table 3: Fused-MBConv in stages 1-3) expressed on any base.
+    Stages already fused stay fused; `n=0` turns every fused stage back into MBConv (with SE 0.25).
+    """
+    if not 0 <= n <= len(spec.stages):
+        raise ValueError(f"fused_stages must be in [0, {len(spec.stages)}] for {spec.name}, got {n}")
+    stages = tuple(
+        dataclasses.replace(s, block="fused", se_ratio=0.0) if i < n
+        else (dataclasses.replace(s, block="mbconv", se_ratio=s.se_ratio or 0.25) if s.block == "fused" else s)
+        for i, s in enumerate(spec.stages)
+    )
+    return dataclasses.replace(spec, stages=stages)
+
+
 def create_model(name: str, num_classes: int = 1000, **overrides: Any) -> EfficientNet:
     """Build a variant: `create_model('efficientnet_b3', num_classes=10, drop_rate=0.1)`.
 
     Overrides are ModelSpec fields (padding, bn_eps, bn_momentum, drop_rate, drop_path_rate, act,
     se, width_mult, depth_mult, resolution, ...), the compound-scaling knobs phi/alpha/beta/gamma,
+    `fused_stages=N` (first N stages as Fused-MBConv),
     or module options: dtype ('bfloat16' or a jnp dtype), dw_impl ('auto'|'xla'|'shift'), remat,
     features_only, out_strides, bn_axis_name, perturb_layers.
     """

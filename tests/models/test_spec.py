@@ -94,3 +94,14 @@ def test_tf_prefix_sets_tf_numerics():
     # The prefix states the numerics; an explicit override still wins.
     assert spec.padding == "symmetric" and spec.bn_eps == 1e-3
     assert get_spec("efficientnet_b0", bn_eps=1e-5).bn_eps == 1e-5
+
+
+def test_fused_stages_edit():
+    spec = get_spec("efficientnet_b0", fused_stages=3)
+    assert [s.block for s in spec.stages] == ["fused"] * 3 + ["mbconv"] * 4
+    blocks = build_blocks(spec)
+    assert blocks[0].se_channels == 0 and blocks[-1].se_channels == 48
+    back = get_spec("efficientnetv2_b0", fused_stages=0)
+    assert all(s.block == "mbconv" and s.se_ratio == 0.25 for s in back.stages)
+    with pytest.raises(ValueError, match="fused_stages"):
+        get_spec("efficientnet_b0", fused_stages=8)
