@@ -3,7 +3,10 @@
 Grad-CAM (Selvaraju et al. 2017): weights = spatial mean of d logit_c / d A; map = relu(sum_k w_k A_k).
 CAM (Zhou et al. 2016): the head is conv -> global average pool -> dense, so the class map is the
 classifier's column for class c applied at every position of the head activation.
-Both come from one forward and one backward pass through the model's opt-in layer taps
+On `head_out` the two coincide up to scale (the gradient of a GAP -> dense head is the class's
+weight column, constant over positions), which the tests use as a check; Grad-CAM is what
+generalises to inner layers. Both come from one forward and one backward pass through the
+model's opt-in layer taps
 (`perturb_layers=True`), so they work for every variant, any block output, fp32 or bf16.
 """
 
