@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, List, Optional, Tuple
 
+import jax
 import jax.numpy as jnp
 
 from efficientnet_jax.models.efficientnet import EfficientNet
@@ -88,6 +89,21 @@ def with_fused_stages(spec: ModelSpec, n: int) -> ModelSpec:
         for i, s in enumerate(spec.stages)
     )
     return dataclasses.replace(spec, stages=stages)
+
+
+def init_variables(model: EfficientNet, rng: jax.Array, image_size: int = 32) -> Dict[str, Any]:
+    """{'params', 'batch_stats'} of `model`, fast.
+
+    Parameters do not depend on the input size or the depthwise lowering, so this initialises
+    through a small image, and compiles the one-off init program without XLA's backend
+    optimisations: half the compile time of `jax.jit(model.init)` (about 7 s instead of 14 s for
+    B0 on 2 CPU cores), which is most of the time to the first step.
+    """
+    x = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+    init = jax.jit(lambda key: model.init(key, x, train=False))
+    compiled = init.lower(rng).compile(compiler_options={"xla_backend_optimization_level": 0})
+    variables = compiled(rng)
+    return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
 
 
 def create_model(name: str, num_classes: int = 1000, **overrides: Any) -> EfficientNet:

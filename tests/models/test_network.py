@@ -100,3 +100,14 @@ def test_bad_input_shape_is_named(shape):
     model = create_model("efficientnet_b0", **SMALL)
     with pytest.raises(ValueError, match="NHWC"):
         model.init(jax.random.key(0), jnp.zeros(shape))
+
+
+def test_fast_init_matches_model_init():
+    from efficientnet_jax import init_variables
+
+    model = create_model("efficientnetv2_b0", num_classes=5, **SMALL)
+    fast = init_variables(model, jax.random.key(7))
+    ref = jax.jit(lambda k: model.init(k, jnp.zeros((1, 96, 96, 3)), train=False))(jax.random.key(7))
+    assert jax.tree.structure(fast) == jax.tree.structure({k: ref[k] for k in ("params", "batch_stats")})
+    for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves({k: ref[k] for k in ("params", "batch_stats")})):
+        np.testing.assert_allclose(a, b, atol=1e-6)  # unoptimised erf_inv may differ by an ulp
