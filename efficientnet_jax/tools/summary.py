@@ -22,14 +22,14 @@ from typing import Dict, List, Optional, Sequence
 import jax
 import jax.numpy as jnp
 
-from efficientnet_jax.models import create_model, list_models
+from efficientnet_jax.models import create_model, init_variables, list_models
 from efficientnet_jax.models.complexity import count_depth, count_macs, count_params
 
 
 def time_inference(model, resolution: int, batch: int, device, min_seconds: float = 1.0, min_runs: int = 3) -> Dict:
     """Median ms per jit-compiled forward step on `device`, plus compile seconds."""
     x = jax.device_put(jnp.ones((batch, resolution, resolution, 3), jnp.float32), device)
-    variables = jax.device_put(jax.jit(lambda: model.init(jax.random.key(0), x[:1, :32, :32], train=False))(), device)
+    variables = jax.device_put(init_variables(model, jax.random.key(0)), device)
     fwd = jax.jit(lambda v, x: model.apply(v, x, train=False))
     t0 = time.perf_counter()
     compiled = fwd.lower(variables, x).compile()

@@ -1,0 +1,324 @@
+"""Shared helpers of the benchmark drivers and their worker processes.
+
+Importing this module imports only the standard library (the driver must not start any
+framework's threads); `matmul_peak` imports numpy and jax when a worker calls it.
+
+Method (shared/reference/perf_baseline.md, "Method"): every implementation runs alone in its
+own process, the driver runs them in interleaved rounds (A B C A B C ...), waits (a bounded
+time) for the machine to be quiet before each one and records the CPU that *other* processes
+used while it ran. In one process the idle worker threads of ONNX Runtime, XLA and OpenMP spin
+and steal the cores from each other (timm batch 8 ran ~10x slower next to them), and a 2-thread
+PyTorch run collapses when another process holds a core; both make single-process figures lie.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from importlib import metadata
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(HERE, "_worker.py")
+RESULT_PREFIX = "RESULT "
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+# --------------------------------------------------------------------------------------------
+# Worker side: timing inside one process.
+# --------------------------------------------------------------------------------------------
+
+def time_reps(fn: Callable[[], Any], reps: int, target_s: float,
+              max_iters: int = 10_000) -> Tuple[List[int], List[float]]:
+    """Seconds per call of `reps` repetitions of back-to-back calls of a warmed-up, blocking `fn`.
+
+    Each repetition calls `fn` until `target_s` seconds have passed (at least once), so fast and
+    slow implementations get comparable timing windows, and an iterator whose first calls return
+    prefetched items instantly cannot inflate the count. Returns (calls per rep, s per call).
+    """
+    iters, out = [], []
+    for _ in range(reps):
+        n, t0 = 0, time.perf_counter()
+        while True:
+            fn()
+            n += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= target_s or n >= max_iters:
+                break
+        iters.append(n)
+        out.append(elapsed / n)
+    return iters, out
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _best_seconds(fn: Callable[[], Any], reps: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def matmul_peak(sizes: Sequence[int], precision: str, with_numpy: bool, reps: int = 3) -> Dict[str, float]:
+    """Best GFLOP/s of an n x n matmul per library and size: numpy (OpenBLAS) and jax (XLA).
+
+    The ceiling the GFLOP/s columns are compared with; numpy and jax are imported here, in the
+    worker that measures it, never in the driver.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    dtype = jnp.bfloat16 if precision == "bf16" else jnp.float32
+    dot = jax.jit(jnp.dot)
+    out: Dict[str, float] = {}
+    for n in sizes:
+        rng = np.random.default_rng(0)
+        a = rng.standard_normal((n, n), np.float32)
+        b = rng.standard_normal((n, n), np.float32)
+        if with_numpy:
+            out[f"numpy n={n}"] = 2 * n**3 / _best_seconds(lambda: a @ b, reps) / 1e9
+        ja, jb = jnp.asarray(a, dtype), jnp.asarray(b, dtype)
+        out[f"jax n={n}"] = 2 * n**3 / _best_seconds(lambda: dot(ja, jb).block_until_ready(), reps) / 1e9
+    return out
+
+
+def emit(result: Dict[str, Any]) -> None:
+    """The one line a worker prints for the driver."""
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Driver side: quiet machine, child processes, interleaved rounds.
+# --------------------------------------------------------------------------------------------
+
+def _cpu_busy_seconds() -> float:
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # all but idle + iowait
+
+
+def busy_cores(interval: float = 1.0) -> float:
+    """Cores kept busy by all processes over the next `interval` seconds."""
+    b0, t0 = _cpu_busy_seconds(), time.perf_counter()
+    time.sleep(interval)
+    return (_cpu_busy_seconds() - b0) / (time.perf_counter() - t0)
+
+
+def wait_quiet(max_busy: float, max_wait: float) -> Tuple[float, float]:
+    """Wait until other load <= `max_busy` cores, at most `max_wait` s: (last load, seconds waited)."""
+    t0 = time.perf_counter()
+    while True:
+        load = busy_cores(1.0 if max_wait > 0 else 0.2)
+        waited = time.perf_counter() - t0
+        if load <= max_busy or waited >= max_wait:
+            return load, waited
+
+
+def thread_env(threads: int, extra: Sequence[str] = ()) -> Dict[str, str]:
+    """Environment of a worker: `threads` for OpenMP/MKL/OpenBLAS, quiet TF, plus KEY=VAL extras."""
+    env = dict(os.environ)
+    for var in THREAD_VARS:
+        env[var] = str(threads)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONWARNINGS"] = "ignore"
+    for kv in extra:
+        if "=" not in kv:
+            raise ValueError(f"--env expects KEY=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1)
+        env[k] = v
+    return env
+
+
+@dataclasses.dataclass
+class WorkerRun:
+    result: Optional[Dict[str, Any]]  # the worker's RESULT, None when it failed
+    error: str  # empty on success
+    other_before: float  # cores other processes used just before the start
+    other_during: float  # cores other processes used, on average, while it ran
+    waited_s: float
+    wall_s: float
+
+
+def run_worker(argv: Sequence[str], env: Dict[str, str], timeout_s: float, cpus: Optional[int],
+               max_busy: float, max_wait: float) -> WorkerRun:
+    """Run `_worker.py argv` alone (after a bounded wait for quiet) and parse its RESULT line.
+
+    `cpus` < all cores pins the process to the first `cpus` cores (taskset), which is the only
+    way to give XLA and ONNX Runtime fewer threads; OpenMP/MKL follow the env variables.
+    """
+    before, waited = wait_quiet(max_busy, max_wait)
+    cmd = [sys.executable, WORKER, *argv]
+    if cpus and cpus < (os.cpu_count() or cpus):
+        cmd = ["taskset", "-c", f"0-{cpus - 1}", *cmd]
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    b0, t0 = _cpu_busy_seconds(), time.perf_counter()
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s)
+        out, err, rc = p.stdout, p.stderr, p.returncode
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        err, rc = f"timed out after {timeout_s:.0f} s", -1
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    mine = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    other = max(0.0, (_cpu_busy_seconds() - b0 - mine) / max(wall, 1e-6))
+    lines = [ln for ln in out.splitlines() if ln.startswith(RESULT_PREFIX)]
+    if rc != 0 or not lines:
+        tail = "\n".join((err or "").strip().splitlines()[-15:])
+        return WorkerRun(None, f"rc={rc}: {tail}", before, other, waited, wall)
+    return WorkerRun(json.loads(lines[-1][len(RESULT_PREFIX):]), "", before, other, waited, wall)
+
+
+@dataclasses.dataclass
+class QuietPolicy:
+    max_busy: float  # other load (cores) below which a worker may start
+    max_wait: float  # seconds to wait for that at most, per worker
+    timeout_s: float  # a worker is killed after this
+    cpus: Optional[int]
+
+
+def run_interleaved(jobs: Sequence[Tuple[str, List[str]]], rounds: int, env: Dict[str, str], policy: QuietPolicy,
+                    log: Callable[[str], None]) -> Dict[str, List[WorkerRun]]:
+    """Run each (key, worker argv) once per round in A B C A B C order; key -> runs.
+
+    A job whose worker reports `skipped` (the peer lacks the variant) is not run again.
+    """
+    runs: Dict[str, List[WorkerRun]] = {key: [] for key, _ in jobs}
+    for r in range(rounds):
+        for key, argv in jobs:
+            if runs[key] and runs[key][0].result and runs[key][0].result.get("skipped"):
+                continue
+            run = run_worker(argv, env, policy.timeout_s, policy.cpus, policy.max_busy, policy.max_wait)
+            runs[key].append(run)
+            if run.error:
+                log(f"round {r} {key}: FAILED after {run.wall_s:.0f} s\n    " + run.error.replace("\n", "\n    "))
+            elif run.result.get("skipped"):
+                log(f"round {r} {key}: skipped ({run.result['skipped']})")
+            else:
+                log(f"round {r} {key}: {run.wall_s:.0f} s, other load before {run.other_before:.2f} "
+                    f"(waited {run.waited_s:.0f} s), during {run.other_during:.2f} cores; "
+                    + brief(run.result))
+    return runs
+
+
+def brief(result: Dict[str, Any]) -> str:
+    """One-line per-batch medians of a worker result, for progress logs."""
+    parts = []
+    for b, d in result.get("batches", {}).items():
+        if d.get("reps"):
+            parts.append(f"B{b} {statistics.median(d['reps']) * 1e3:.1f} ms")
+        elif "first_call_s" in d:
+            parts.append(f"B{b} first call {d['first_call_s']:.1f} s")
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics and tables.
+# --------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Stats:
+    median: float
+    lo: float
+    hi: float
+    n: int
+
+    @classmethod
+    def of(cls, xs: Sequence[float]) -> Optional["Stats"]:
+        return cls(statistics.median(xs), min(xs), max(xs), len(xs)) if xs else None
+
+
+def pooled_reps(runs: Sequence[WorkerRun], batch: int) -> List[float]:
+    """Per-call seconds of every repetition of every round, for one batch size."""
+    out: List[float] = []
+    for run in runs:
+        if run.result and not run.result.get("skipped"):
+            out += run.result.get("batches", {}).get(str(batch), {}).get("reps", [])
+    return out
+
+
+def first_ok(runs: Sequence[WorkerRun]) -> Optional[Dict[str, Any]]:
+    return next((r.result for r in runs if r.result and not r.result.get("skipped")), None)
+
+
+def max_other(runs: Sequence[WorkerRun]) -> Optional[float]:
+    vals = [r.other_during for r in runs if r.result]
+    return max(vals) if vals else None
+
+
+def fmt_ms(s: Optional[Stats], scale: float = 1e3, digits: int = 1) -> str:
+    if s is None:
+        return "-"
+    return f"{s.median * scale:.{digits}f} [{s.lo * scale:.{digits}f}-{s.hi * scale:.{digits}f}]"
+
+
+def fmt(x: Optional[float], spec: str = ".2f", suffix: str = "") -> str:
+    return "-" if x is None else f"{x:{spec}}{suffix}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table whose columns are padded to line up in a terminal too."""
+    cells = [list(headers)] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
+
+
+# --------------------------------------------------------------------------------------------
+# Machine description (recorded with every run, so a figure always says where it came from).
+# --------------------------------------------------------------------------------------------
+
+def _version(pkg: str) -> str:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def machine_summary() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            mem = int(f.readline().split()[1]) / 2**20
+    except (OSError, ValueError, IndexError):
+        mem = float("nan")
+    try:
+        with open("/proc/loadavg") as f:
+            load = " ".join(f.read().split()[:3])
+    except OSError:
+        load = "?"
+    pkgs = ", ".join(f"{p} {_version(p)}" for p in ("jax", "jaxlib", "flax", "torch", "timm", "keras", "onnxruntime"))
+    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}; {pkgs}; "
+            f"loadavg at start {load}")
+
+
+def gpu_present() -> bool:
+    """An NVIDIA GPU is visible (checked without importing any framework into the driver)."""
+    import shutil
+
+    if not shutil.which("nvidia-smi"):
+        return False
+    try:
+        return subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
