@@ -6,7 +6,8 @@
 
 Columns: size (MB of float32 weights incl. BN statistics), parameters (trainable), depth (weighted
 layers), multiply-adds at the eval resolution, ms per inference step (jit-compiled, median of
-repeats, on each local backend), compile seconds, and the published ImageNet top-1 with its source.
+repeats, on each local backend), compile seconds, memory of the compiled step (XLA's buffer
+plan: weights, input, output and temporaries), and the published ImageNet top-1 with its source.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ def time_inference(model, resolution: int, batch: int, device, min_seconds: floa
     t0 = time.perf_counter()
     compiled = fwd.lower(variables, x).compile()
     compile_s = time.perf_counter() - t0
+    mem = compiled.memory_analysis()  # XLA's buffer plan: weights + input + output + temporaries
+    mem_mb = None if mem is None else (mem.argument_size_in_bytes + mem.output_size_in_bytes
+                                       + mem.temp_size_in_bytes) / 2**20
     compiled(variables, x).block_until_ready()  # warm-up
     times: List[float] = []
     start = time.perf_counter()
@@ -41,7 +45,7 @@ def time_inference(model, resolution: int, batch: int, device, min_seconds: floa
         t = time.perf_counter()
         compiled(variables, x).block_until_ready()
         times.append(time.perf_counter() - t)
-    return {"ms": 1e3 * statistics.median(times), "compile_s": compile_s, "runs": len(times)}
+    return {"ms": 1e3 * statistics.median(times), "compile_s": compile_s, "runs": len(times), "mem_mb": mem_mb}
 
 
 def summarize(name: str, batch: int = 1, timing: bool = True, backends: Optional[Sequence[str]] = None) -> Dict:
@@ -64,6 +68,8 @@ def summarize(name: str, batch: int = 1, timing: bool = True, backends: Optional
             r = time_inference(model, spec.resolution, batch, jax.devices(backend)[0])
             row[f"{backend}_ms"] = round(r["ms"], 1)
             row[f"{backend}_compile_s"] = round(r["compile_s"], 1)
+            if r["mem_mb"] is not None:
+                row[f"{backend}_mem_mb"] = round(r["mem_mb"])
     return row
 
 
@@ -91,7 +97,8 @@ def format_table(rows: List[Dict], fmt: str = "markdown") -> str:
         return "\n".join(lines)
     head = {"size_mb": "size (MB)", "params": "params", "depth": "depth", "resolution": "res",
             "gmacs": "GMACs", "top1": "top-1 (%)"}
-    names = [head.get(k, k.replace("_ms", " ms/step").replace("_compile_s", " compile (s)")) for k in keys]
+    names = [head.get(k, k.replace("_ms", " ms/step").replace("_compile_s", " compile (s)")
+                      .replace("_mem_mb", " memory (MB)")) for k in keys]
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(keys)]
     for r in rows:
         cells = [f"{r[k]:,}" if k == "params" else str(r.get(k, "")) for k in keys]
