@@ -1,0 +1,22 @@
+r"""EfficientNet-Lite4 on ImageNet (no SE, ReLU6, fixed stem/head) with the V1 recipe.
+
+Run:      python train.py --config=configs/lite4.py --workdir=gs://BUCKET/lite4 [--config.key=value ...]
+Smoke:    python train.py --config=configs/lite4.py:smoke --workdir=/tmp/lite4_smoke   (CPU, seconds)
+Hardware: TPU v3-8 / 8 GPUs or more (global batch 2048, bf16).
+Expected: 81.5 % ImageNet top-1 at 300 px (EfficientNet-Lite README, tensorflow/tpu). The README
+          does not state the augmentation; this config uses the official main.py default
+          (Inception crop + flip, no AutoAugment). Inputs are scaled to [-1, 1] as the Lite weights.
+"""
+
+from configs import common
+
+
+def get_config(arg=None):
+    config = common.v1_config(
+        "efficientnet_lite4",
+        image_size=300,
+        drop_rate=0.3,
+        drop_path_rate=0.2,
+        augment="none",
+    )
+    return common.finalize(config, arg)

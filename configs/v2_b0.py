@@ -1,0 +1,28 @@
+r"""EfficientNetV2-B0 on ImageNet with the V2 recipe and progressive learning (configs/common.py).
+
+Run:      python train.py --config=configs/v2_b0.py --workdir=gs://BUCKET/v2_b0 [--config.key=value ...]
+Smoke:    python train.py --config=configs/v2_b0.py:smoke --workdir=/tmp/v2_b0_smoke   (CPU, seconds)
+Hardware: TPU v3-32 / 16+ GPUs (global batch 4096, bf16); every host runs the same command with
+          --distributed.
+Expected: 78.7 % ImageNet top-1 at 224 px (google/automl efficientnetv2 README).
+Stages:   4 stages from 128 px to 192 px (google/automl efficientnetv2 main.py); eval at 224 px.
+"""
+
+from configs import common
+
+
+def get_config(arg=None):
+    config = common.v2_config(
+        "efficientnetv2_b0",
+        image_size=192,  # the last stage's training size
+        eval_image_size=224,
+        drop_rate=0.2,
+        drop_path_rate=0.2,
+        augment="autoaugment",  # automl "effnetv1_autoaug": V1 preprocessing + AutoAugment
+        randaug_magnitude=0,
+        mixup_alpha=0.0,  # grows from 0 over the stages; mixup and cutmix each get half the batch
+        cutmix_alpha=0.0,
+        stages=4,
+        min_image_size=128,
+    )
+    return common.finalize(config, arg)
