@@ -52,6 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
         bn_eps=config_dict.placeholder(float),
         act=config_dict.placeholder(str),
         se=config_dict.placeholder(bool),
+        fused_stages=config_dict.placeholder(int),  # first N stages as Fused-MBConv (block ablation)
         padding=config_dict.placeholder(str),  # 'same' (TF) | 'symmetric' (PyTorch)
         dw_impl="auto",  # depthwise lowering: 'auto' | 'xla' | 'shift'
         remat=False,  # rematerialise blocks in the backward pass (memory for compute)
