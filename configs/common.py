@@ -58,6 +58,7 @@ def base_config() -> ml_collections.ConfigDict:
         remat=False,  # rematerialise blocks in the backward pass (memory for compute)
     ))
     c.dtype = "bfloat16"  # compute dtype; params, BN statistics, loss and EMA stay float32
+    c.compile_mode = "default"  # 'fast': least XLA compile time, slower steps (smoke runs, tests)
     # --- Duration -----------------------------------------------------------------------------
     c.batch_size = 2048  # global
     c.eval_batch_size = 1024
@@ -152,6 +153,7 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.model.depth_mult = 0.01  # one block per stage, whatever the variant's depth
     c.model.phi = None
     c.model.dw_impl = "xla"  # compiles several times faster than 'shift' on CPU
+    c.compile_mode = "fast"
     c.image_size = 32
     c.eval_image_size = 32
     if c.progressive.stages > 1:

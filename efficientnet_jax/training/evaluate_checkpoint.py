@@ -6,11 +6,15 @@ import logging
 import os
 from typing import Any, Dict, Optional
 
-from efficientnet_jax.training import experiment
+from efficientnet_jax.training import experiment, steps
 from efficientnet_jax.training.evaluation import evaluate
 from efficientnet_jax.training.loop import CHECKPOINT_DIR, checkpointer
 
 log = logging.getLogger(__name__)
+
+
+def _eval_step(exp):
+    return steps.jit_eval_step(exp.mesh, exp.model, experiment.compiler_options(exp.config))
 
 
 def has_checkpoints(workdir: Optional[str]) -> bool:
@@ -33,9 +37,9 @@ def evaluate_checkpoint(config: Any, workdir: Optional[str] = None, checkpoint: 
                                     "use --checkpoint=latest or a step")
         state, _ = ckpt.restore(step, experiment.abstract_state(exp))
         ckpt.close()
-        results = evaluate(exp, state.variables, state.ema_variables)
+        results = evaluate(exp, state.variables, state.ema_variables, _eval_step(exp))
         return {**results, "step": step, "checkpoint": f"{ckpt.directory}/{step}"}
     if config.init_from:
         variables = experiment.load_pretrained(exp, config.init_from, reinit_head=False)
-        return {**evaluate(exp, variables), "step": 0, "checkpoint": config.init_from}
+        return {**evaluate(exp, variables, None, _eval_step(exp)), "step": 0, "checkpoint": config.init_from}
     raise FileNotFoundError(f"nothing to evaluate: no checkpoint in {workdir!r} and no --config.init_from")

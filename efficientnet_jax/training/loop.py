@@ -78,10 +78,11 @@ def train_and_evaluate(config: Any, workdir: str) -> Dict[str, Any]:
     step = int(jax.device_get(state.step))
 
     # --- 3. Compiled steps (the train step compiles once per stage image size) -------------
+    options = experiment.compiler_options(config)
     train_step = steps.jit_train_step(
-        exp.mesh, exp.model, exp.tx, exp.schedule, config.label_smoothing, config.ema_decay,
+        exp.mesh, exp.model, exp.tx, exp.schedule, config.label_smoothing, config.ema_decay, options,
     )
-    eval_step = steps.jit_eval_step(exp.mesh, exp.model)
+    eval_step = steps.jit_eval_step(exp.mesh, exp.model, options)
 
     # --- 4. Train -------------------------------------------------------------------------
     buffer = MetricBuffer()  # per-step metrics, checked for NaN/Inf before every log and save

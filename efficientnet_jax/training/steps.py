@@ -7,7 +7,7 @@ BN statistics, the classifier, the loss and the EMA stay float32).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -88,7 +88,7 @@ def eval_step(variables: Dict[str, Any], batch: Batch, *, model: nn.Module) -> M
 
 def jit_train_step(
     mesh: Mesh, model: nn.Module, tx: optax.GradientTransformation, schedule: Schedule,
-    label_smoothing: float, ema_decay: float,
+    label_smoothing: float, ema_decay: float, compiler_options: Optional[Dict[str, Any]] = None,
 ) -> Callable[[TrainState, Batch], Tuple[TrainState, Metrics]]:
     """`train_step` bound to a model/recipe, jitted: state replicated and donated, batch on 'data'."""
 
@@ -99,9 +99,13 @@ def jit_train_step(
         )
 
     rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-    return jax.jit(step, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0)
+    return jax.jit(step, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0,
+                   compiler_options=compiler_options)
 
 
-def jit_eval_step(mesh: Mesh, model: nn.Module) -> Callable[[Dict[str, Any], Batch], Metrics]:
+def jit_eval_step(
+    mesh: Mesh, model: nn.Module, compiler_options: Optional[Dict[str, Any]] = None
+) -> Callable[[Dict[str, Any], Batch], Metrics]:
     rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-    return jax.jit(lambda v, b: eval_step(v, b, model=model), in_shardings=(rep, data), out_shardings=rep)
+    return jax.jit(lambda v, b: eval_step(v, b, model=model), in_shardings=(rep, data), out_shardings=rep,
+                   compiler_options=compiler_options)

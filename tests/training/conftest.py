@@ -1,29 +1,39 @@
-"""Shared setup for the training tests: fast compiles, a compilation cache shared by the
-subprocesses, and the training config used across test modules.
+"""Shared setup for the training tests: a compilation cache shared by every run of the same
+program (in process and in train.py subprocesses), and the small training config they share.
 
-Compiling dominates the run time of these tiny networks, and a test only needs correct
-numerics, so most XLA optimisations are off (as flax's examples/imagenet test does) and so are
-XLA:CPU's fusion emitters. A persistent compilation cache lets in-process runs and train.py
-subprocesses of the same program share compiled code.
+Compile time dominates these tiny networks. The smoke configs compile with
+`compile_mode='fast'`, and a persistent compilation cache, switched on only while this
+folder's tests run, lets runs of identical programs (configs differing only in data or
+bookkeeping, resumed runs, eval.py) load compiled code instead of compiling again.
 """
 
 import os
 import tempfile
 
-# XLA:CPU's fusion emitters double the compile time of these small training steps for no
-# run-time gain here; XLA reads the flag when the CPU backend starts (first computation).
-FAST_COMPILE_XLA_FLAGS = "--xla_cpu_use_fusion_emitters=false"
-if FAST_COMPILE_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + FAST_COMPILE_XLA_FLAGS).strip()
-
-import jax  # noqa: E402
+import jax
+import pytest
+from jax.experimental.compilation_cache import compilation_cache
 
 CACHE_DIR = os.environ.setdefault("EFFJAX_TEST_COMPILATION_CACHE", tempfile.mkdtemp(prefix="effjax_jit_cache_"))
+_CACHE_OPTIONS = {
+    "jax_compilation_cache_dir": CACHE_DIR,
+    "jax_persistent_cache_min_compile_time_secs": 0.0,
+    "jax_persistent_cache_min_entry_size_bytes": 0,
+}
 
-jax.config.update("jax_disable_most_optimizations", True)
-jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+@pytest.fixture(scope="module", autouse=True)
+def _persistent_compilation_cache():
+    """The cache on for this module only; other test folders keep their own settings."""
+    saved = {k: getattr(jax.config, k) for k in _CACHE_OPTIONS}
+    for k, v in _CACHE_OPTIONS.items():
+        jax.config.update(k, v)
+    compilation_cache.reset_cache()  # JAX decides once whether to use the cache: decide again
+    yield
+    for k, v in saved.items():
+        jax.config.update(k, v)
+    compilation_cache.reset_cache()
+
 
 # One small training program shared by test_loop (in process) and test_multiprocess
 # (train.py subprocesses): identical programs hit the compilation cache across both.

@@ -31,16 +31,14 @@ FLAGS = SMOKE_FLAGS + ["--config.tensorboard=False"]
 
 
 def env(devices=1, **extra):
-    """The test process's settings (so 1-device runs reuse its compiled programs), N CPU devices."""
+    """This process's environment (1-device runs then reuse its compiled programs) on N CPU devices."""
     e = dict(os.environ)
     e.update({
-        "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1", "JAX_COMPILATION_CACHE_DIR": CACHE_DIR,
+        "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": CACHE_DIR, "TF_CPP_MIN_LOG_LEVEL": "2",
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
     })
-    e["XLA_FLAGS"] = FAST_COMPILE_XLA_FLAGS  # as in this process: XLA flags are part of the cache key
-    if devices > 1:
-        e["XLA_FLAGS"] += f" --xla_force_host_platform_device_count={devices}"  # read when JAX starts
+    if devices > 1:  # read when JAX starts; 1-device runs keep this process's flags (part of the cache key)
+        e["XLA_FLAGS"] = (e.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}").strip()
     e.update(extra)
     return e
 
