@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import SMOKE_STEPS, smoke_config
+from train_helpers import SMOKE_STEPS, smoke_config
 
 from efficientnet_jax.training import inputs, train_and_evaluate
 from efficientnet_jax.training.evaluate_checkpoint import evaluate_checkpoint

@@ -23,8 +23,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import CACHE_DIR, SMOKE_FLAGS
-from conftest import SMOKE_STEPS as STEPS
+from train_helpers import CACHE_DIR, SMOKE_FLAGS
+from train_helpers import SMOKE_STEPS as STEPS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLAGS = SMOKE_FLAGS + ["--config.tensorboard=False"]
