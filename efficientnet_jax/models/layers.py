@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 from jax import lax
 
+# Depthwise lowerings live in depthwise.py; re-exported here for existing callers.
+from efficientnet_jax.models.depthwise import DW_IMPLS, depthwise_conv, resolve_dw_impl  # noqa: F401
+
 Array = jax.Array
 Dtype = Any
 
 PADDING_MODES = ("same", "symmetric")
-DW_IMPLS = ("auto", "xla", "shift")
 
 
 def _silu(x):
@@ -60,20 +62,6 @@ def conv_padding(size: int, kernel: int, stride: int, mode: str) -> Tuple[int, i
         p = ((stride - 1) + (kernel - 1)) // 2
         return p, p
     raise ValueError(f"padding must be one of {PADDING_MODES}, got {mode!r}")
-
-
-def resolve_dw_impl(impl: str) -> str:
-    """'auto' picks the lowering XLA compiles well on the current backend.
-
-    On CPU, XLA's grouped convolution is 10-30x slower than k*k shifted multiply-adds
-    (jax-ml/jax#23713, measured in shared/reference/perf_baseline.md); on GPU/TPU the native
-    depthwise convolution is the fast path.
-    """
-    if impl not in DW_IMPLS:
-        raise ValueError(f"dw_impl must be one of {DW_IMPLS}, got {impl!r}")
-    if impl != "auto":
-        return impl
-    return "shift" if jax.default_backend() == "cpu" else "xla"
 
 
 def conv_kernel_init(depthwise: bool = False):
@@ -138,32 +126,6 @@ class Conv2d(nn.Module):
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(dtype)
         return y
-
-
-def depthwise_conv(x: Array, kernel: Array, stride: int, pads: Sequence[Tuple[int, int]], impl: str) -> Array:
-    """Depthwise conv, kernel (kh, kw, 1, C). 'xla': grouped conv; 'shift': k*k multiply-adds."""
-    kh, kw, _, c = kernel.shape
-    if impl == "xla":
-        return lax.conv_general_dilated(
-            x, kernel, (stride, stride), pads,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c,
-        )
-    xp = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
-    n, hp, wp, _ = xp.shape
-    ho = (hp - kh) // stride + 1
-    wo = (wp - kw) // stride + 1
-    w = kernel[:, :, 0, :]
-    out = None
-    for dy in range(kh):
-        for dx in range(kw):
-            patch = lax.slice(
-                xp, (0, dy, dx, 0),
-                (n, dy + (ho - 1) * stride + 1, dx + (wo - 1) * stride + 1, c),
-                (1, stride, stride, 1),
-            )
-            term = patch * w[dy, dx]
-            out = term if out is None else out + term
-    return out
 
 
 class DepthwiseConv2d(nn.Module):
