@@ -84,8 +84,24 @@ def write_tables(workdir: str, rows: List[Dict]) -> Dict[str, str]:
     return {"csv": str(out / "results.csv"), "md": str(out / "results.md")}
 
 
+def short_labels(trials: Sequence[str]) -> List[str]:
+    """Legend labels: only the overrides that differ between trials, without the `model.` prefix.
+
+    `eval_image_size` is dropped when it equals `image_size` (every shipped sweep sets both).
+    """
+    parsed = [dict(kv.split("=", 1) for kv in t.split(",") if "=" in kv) for t in trials]
+    keys = [k for k in dict.fromkeys(k for d in parsed for k in d)
+            if len({d.get(k) for d in parsed}) > 1
+            and not (k == "eval_image_size" and all(d.get(k) == d.get("image_size") for d in parsed))]
+    labels = []
+    for t, d in zip(trials, parsed):
+        parts = [f"{k.removeprefix('config.').removeprefix('model.')}={d[k]}" for k in keys if k in d]
+        labels.append(" ".join(parts) or t or "base")
+    return labels
+
+
 def plot(workdir: str, rows: List[Dict], title: str = "") -> Optional[str]:
-    """top-1 (EMA when present) against GMACs, one labelled point per finished trial -> results.png."""
+    """top-1 (EMA when present) against GMACs, one numbered point per finished trial -> results.png."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,10 +111,11 @@ def plot(workdir: str, rows: List[Dict], title: str = "") -> Optional[str]:
            for r in rows if r.get("gmacs") is not None and r.get("best_top1") is not None]
     if not pts:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for x, y, label in pts:
-        ax.scatter([x * 1e3], [100 * y], s=36)
-        ax.annotate(label, (x * 1e3, 100 * y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=120)
+    for i, ((x, y, _), label) in enumerate(zip(pts, short_labels([p[2] for p in pts])), start=1):
+        ax.scatter([x * 1e3], [100 * y], s=40, label=f"{i}: {label}")
+        ax.annotate(str(i), (x * 1e3, 100 * y), fontsize=8, xytext=(4, 3), textcoords="offset points")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
     ax.set_xlabel("multiply-adds per image (MMACs)")
     ax.set_ylabel("held-out top-1 (%)")
     ax.set_title(title or pathlib.Path(workdir).name)
