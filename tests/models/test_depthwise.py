@@ -9,15 +9,11 @@ from jax import lax
 from efficientnet_jax import create_model
 from efficientnet_jax.models.depthwise import DW_IMPLS, depthwise_conv, resolve_dw_impl
 from efficientnet_jax.models.layers import conv_padding
+from efficientnet_jax.training.experiment import FAST_COMPILE
 
 IMPLS = [i for i in DW_IMPLS if i != "auto"]
-# The training code's compile_mode='fast' options: 3-7x less compile time for the matrix of
-# cases and the model (same ops; the other tests compile with XLA's defaults).
-FAST_COMPILE = {
-    "xla_backend_optimization_level": 0,
-    "xla_llvm_disable_expensive_passes": True,
-    "xla_cpu_use_fusion_emitters": False,
-}
+# FAST_COMPILE (the training code's compile_mode='fast' options): 3-7x less compile time for the
+# matrix of cases and the model (same ops; the other tests compile with XLA's defaults).
 
 
 def _reference(x, w, stride, pads):
