@@ -43,6 +43,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from efficientnet_jax.models.depthwise import depthwise_conv  # noqa: E402
 from efficientnet_jax.models.layers import conv_padding  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import markdown_table  # noqa: E402
+
 # (H, W, C, kernel, stride) of EfficientNet-B0's depthwise convs at 224x224.
 B0_SHAPES = "112x112x32k3s1,112x112x96k3s2,56x56x144k3s1,56x56x144k5s2,28x28x240k5s1,14x14x480k3s1,14x14x672k5s1,7x7x1152k5s1"
 JAX_IMPLS = ("xla", "shift_autodiff", "shift")
@@ -150,14 +153,12 @@ def print_table(rows: List[Tuple[Shape, Dict[str, float]]], batch: int) -> None:
     cols = ["torch fwd", "xla fwd", "shift fwd", "torch fwd+bwd", "xla fwd+bwd", "shift_autodiff fwd+bwd", "shift fwd+bwd"]
     heads = ["torch CL fwd", "xla fwd", "shift fwd", "torch CL f+b", "xla f+b", "autodiff f+b", "custom f+b"]
     print(f"\nms per call, batch {batch} (median); custom = dw_impl 'shift', autodiff = 'shift_autodiff'")
-    print("| shape | " + " | ".join(heads) + " | custom/autodiff | custom/torch | shift fwd/torch |")
-    print("|---" * (len(heads) + 4) + "|")
-    for shape, t in rows:
-        cells = [f"{1e3 * t[c]:.1f}" if c in t else "-" for c in cols]
-        print(f"| {shape_name(shape)} | " + " | ".join(cells)
-              + f" | {ratio(t.get('shift fwd+bwd'), t.get('shift_autodiff fwd+bwd'))}"
-              + f" | {ratio(t.get('shift fwd+bwd'), t.get('torch fwd+bwd'))}"
-              + f" | {ratio(t.get('shift fwd'), t.get('torch fwd'))} |")
+    table = [[shape_name(shape)] + [f"{1e3 * t[c]:.1f}" if c in t else "-" for c in cols]
+             + [ratio(t.get("shift fwd+bwd"), t.get("shift_autodiff fwd+bwd")),
+                ratio(t.get("shift fwd+bwd"), t.get("torch fwd+bwd")),
+                ratio(t.get("shift fwd"), t.get("torch fwd"))]
+             for shape, t in rows]
+    print(markdown_table(["shape"] + heads + ["custom/autodiff", "custom/torch", "shift fwd/torch"], table))
     total = {c: sum(t.get(c, 0.0) for _, t in rows) for c in cols}
     if all(all(c in t for _, t in rows) for c in ("shift fwd+bwd", "shift_autodiff fwd+bwd")):
         print(f"sum over shapes, fwd+bwd: custom {1e3 * total['shift fwd+bwd']:.0f} ms, autodiff "
