@@ -18,6 +18,7 @@ from jax import lax
 
 # Depthwise lowerings live in depthwise.py; re-exported here for existing callers.
 from efficientnet_jax.models.depthwise import DW_IMPLS, depthwise_conv, resolve_dw_impl  # noqa: F401
+from efficientnet_jax.models.pointwise import pointwise_conv
 
 Array = jax.Array
 Dtype = Any
@@ -116,7 +117,7 @@ class Conv2d(nn.Module):
         x = x.astype(dtype)
         kernel = kernel.astype(dtype)
         if self.kernel == 1 and self.stride == 1:
-            y = lax.dot_general(x, kernel[0, 0], (((x.ndim - 1,), (0,)), ((), ())))
+            y = pointwise_conv(x, kernel[0, 0])
         else:
             pads = [conv_padding(x.shape[i], self.kernel, self.stride, self.padding) for i in (1, 2)]
             y = lax.conv_general_dilated(
