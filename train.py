@@ -10,6 +10,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from efficientnet_jax.host_memory import keep_freed_memory  # noqa: E402  (imports no JAX)
+
+keep_freed_memory()  # before anything starts a thread: reuse host buffers across steps (see module)
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 

@@ -236,8 +236,9 @@ def notes(runs: Dict[str, List[WorkerRun]]) -> str:
     lines = []
     for impl, rs in runs.items():
         r = first_ok(rs)
-        if r and r.get("notes"):
-            lines.append(f"- {label(impl)}: {'; '.join(r['notes'])}")
+        if r and (r.get("notes") or r.get("host_malloc")):
+            extra = [f"host malloc {r['host_malloc']}"] if r.get("host_malloc") else []
+            lines.append(f"- {label(impl)}: {'; '.join(list(r.get('notes') or []) + extra)}")
     return "\n".join(lines)
 
 

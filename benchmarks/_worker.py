@@ -107,12 +107,19 @@ def run_timed(a: argparse.Namespace) -> dict:
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
     if a.impl == "keras" and keras_name(a.model) is None:
         return {"impl": a.impl, "model": a.model, "skipped": f"keras.applications has no {a.model}"}
+    # Each implementation as its users run it: our training step with the allocator train.py sets,
+    # everything else with glibc's defaults; `--env EFFICIENTNET_JAX_HOST_MALLOC=keep_freed` gives
+    # every implementation that allocator (=system: none). Set before any import starts a thread.
+    from efficientnet_jax.host_memory import keep_freed_memory  # imports no JAX
+
+    ours = a.impl == "ours" or a.impl.startswith("ours_")
+    host_malloc = "keep_freed" if keep_freed_memory(default=ours and a.mode == "train") else "system"
     t0 = time.perf_counter()
     mod = import_impl(a.impl, a.mode)
     import_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     out = {"impl": a.impl, "mode": a.mode, "model": a.model, "device": a.device, "precision": a.precision,
-           "threads": a.threads, "batches": {}}
+           "threads": a.threads, "host_malloc": host_malloc, "batches": {}}
     resolution = a.resolution
     if not resolution:
         from efficientnet_jax import get_spec

@@ -1,8 +1,14 @@
-"""efficientnet-jax: the EfficientNet family (V1, Lite, V2) in JAX/Flax."""
+"""efficientnet-jax: the EfficientNet family (V1, Lite, V2) in JAX/Flax.
 
-from efficientnet_jax.models import (
-    EfficientNet, ModelSpec, compound_scaling, create_model, get_spec, init_variables, list_models,
-)
+The top-level names load lazily, so `import efficientnet_jax.host_memory` (which must run before
+JAX starts any thread) does not import JAX.
+"""
+
+from importlib import import_module
+from typing import Any
+
+_FROM_MODELS = ("EfficientNet", "ModelSpec", "compound_scaling", "create_model", "get_spec", "init_variables",
+                "list_models")
 
 
 def load_weights(path, model=None, source=None):
@@ -10,6 +16,12 @@ def load_weights(path, model=None, source=None):
     from efficientnet_jax.weights import load_weights as _load
 
     return _load(path, model=model, source=source)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_MODELS:
+        return getattr(import_module("efficientnet_jax.models"), name)
+    raise AttributeError(f"module 'efficientnet_jax' has no attribute {name!r}")
 
 
 __all__ = [
