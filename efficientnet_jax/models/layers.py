@@ -18,6 +18,7 @@ from jax import lax
 
 # Depthwise lowerings live in depthwise.py; re-exported here for existing callers.
 from efficientnet_jax.models.depthwise import DW_IMPLS, depthwise_conv, resolve_dw_impl  # noqa: F401
+from efficientnet_jax.models.batchnorm import BatchNorm
 from efficientnet_jax.models.pointwise import pointwise_conv
 
 Array = jax.Array
@@ -147,14 +148,13 @@ class DepthwiseConv2d(nn.Module):
         return depthwise_conv(x.astype(dtype), kernel.astype(dtype), self.stride, pads, resolve_dw_impl(self.impl))
 
 
-def batch_norm(opts: LayerOptions, train: bool, name: str) -> nn.BatchNorm:
+def batch_norm(opts: LayerOptions, train: bool, name: str) -> BatchNorm:
     """BatchNorm with fp32 params and statistics; global statistics under jit + sharding."""
-    return nn.BatchNorm(
+    return BatchNorm(
         use_running_average=not train,
         momentum=opts.bn_momentum,
         epsilon=opts.bn_eps,
         dtype=opts.dtype,
-        param_dtype=jnp.float32,
         axis_name=opts.bn_axis_name,
         name=name,
     )
