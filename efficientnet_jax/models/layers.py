@@ -19,7 +19,7 @@ from jax import lax
 # Depthwise lowerings live in depthwise.py; re-exported here for existing callers.
 from efficientnet_jax.models.depthwise import DW_IMPLS, depthwise_conv, resolve_dw_impl  # noqa: F401
 from efficientnet_jax.models.batchnorm import BatchNorm
-from efficientnet_jax.models.pointwise import pointwise_conv
+from efficientnet_jax.models.pointwise import im2col_conv, pointwise_conv, use_im2col
 
 Array = jax.Array
 Dtype = Any
@@ -101,7 +101,8 @@ class LayerOptions:
 
 
 class Conv2d(nn.Module):
-    """2-D convolution, NHWC/HWIO, with reference padding; a 1x1 stride-1 conv is a dot."""
+    """2-D convolution, NHWC/HWIO, with reference padding; a 1x1 stride-1 conv is a dot, and on
+    CPU a conv over at most 32 input terms (the stems) a patch map times a matrix."""
 
     features: int
     kernel: int = 1
@@ -119,6 +120,9 @@ class Conv2d(nn.Module):
         kernel = kernel.astype(dtype)
         if self.kernel == 1 and self.stride == 1:
             y = pointwise_conv(x, kernel[0, 0])
+        elif use_im2col(kernel.shape):  # the 3-channel stems, on CPU
+            pads = [conv_padding(x.shape[i], self.kernel, self.stride, self.padding) for i in (1, 2)]
+            y = im2col_conv(x, kernel, self.stride, pads)
         else:
             pads = [conv_padding(x.shape[i], self.kernel, self.stride, self.padding) for i in (1, 2)]
             y = lax.conv_general_dilated(

@@ -73,7 +73,9 @@ def test_remat_gives_identical_gradients():
         return jax.jit(jax.grad(f))(v["params"])
 
     for a, b in zip(jax.tree.leaves(loss(model)), jax.tree.leaves(loss(remat_model))):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # same math, reassociated
+        # Same math, reassociated: rounding scales with the tensor's largest entries (up to ~50
+        # here), not with each element, so the absolute tolerance does too.
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 + 1e-6 * float(np.abs(b).max()))
 
 
 def test_bfloat16_compute_keeps_float32_params_and_logits():

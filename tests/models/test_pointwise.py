@@ -57,3 +57,38 @@ def test_weight_gradient_contracts_untransposed_g_on_cpu():
     assert "rhs_contracting_dims={1}" in autodiff_dot and "copy" in autodiff_dot, autodiff_dot
     assert "lhs_contracting_dims={0}, rhs_contracting_dims={0}" in ours_dot, ours_dot
     assert "copy" not in ours_dot, ours_dot
+
+
+@pytest.mark.parametrize("size,kernel,stride,pads", [
+    (16, 3, 2, ((0, 1), (0, 1))),   # TF 'same', stride 2 (the B0 stem)
+    (15, 3, 2, ((1, 1), (1, 1))),   # PyTorch-style symmetric
+    (9, 3, 1, ((1, 1), (1, 1))),
+    (10, 2, 1, ((0, 0), (0, 0))),
+])
+def test_im2col_conv_equals_xla_convolution(size, kernel, stride, pads):
+    from efficientnet_jax.models.pointwise import im2col_conv
+
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((2, size, size + 1, 3), np.float32))
+    w = jnp.asarray(rng.standard_normal((kernel, kernel, 3, 5), np.float32))
+
+    def ref(x, w):
+        return lax.conv_general_dilated(x, w, (stride, stride), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        precision=lax.Precision.HIGHEST)
+
+    y, y_ref = im2col_conv(x, w, stride, pads), ref(x, w)
+    assert y.shape == y_ref.shape
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    r = jnp.asarray(rng.standard_normal(y.shape, np.float32))
+    grads = jax.grad(lambda x, w: jnp.sum(r * im2col_conv(x, w, stride, pads)), argnums=(0, 1))(x, w)
+    grads_ref = jax.grad(lambda x, w: jnp.sum(r * ref(x, w)), argnums=(0, 1))(x, w)
+    for g, g_ref in zip(grads, grads_ref):
+        np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_im2col_only_for_small_kernels_on_cpu():
+    from efficientnet_jax.models.pointwise import use_im2col
+
+    assert jax.default_backend() != "cpu" or use_im2col((3, 3, 3, 32))  # the stem
+    assert not use_im2col((3, 3, 24, 24))  # 216 terms: XLA's convolution
+    assert not use_im2col((1, 1, 3, 8))  # 1x1 has its own dot path
