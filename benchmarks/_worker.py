@@ -54,6 +54,10 @@ def parse(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def is_ours(impl: str) -> bool:
+    return impl == "ours" or impl.startswith("ours_")
+
+
 def import_impl(impl: str, mode: str):
     """The module of `impl`, its framework imported (timed apart from the set-up)."""
     if impl in TORCH_IMPLS:
@@ -94,7 +98,7 @@ def build(a: argparse.Namespace, mod, resolution: int):
         if mode != "train":
             raise SystemExit("ours_real is a training implementation")
         return mod.RealTrain(a.model, resolution, "auto", a.precision, a.optimizer, a.augment)
-    if impl == "ours" or impl.startswith("ours_"):
+    if is_ours(impl):
         dw = impl[5:] or "auto"
         if mode == "infer":
             return mod.Inference(a.model, resolution, dw, a.precision)
@@ -112,8 +116,7 @@ def run_timed(a: argparse.Namespace) -> dict:
     # every implementation that allocator (=system: none). Set before any import starts a thread.
     from efficientnet_jax.host_memory import keep_freed_memory  # imports no JAX
 
-    ours = a.impl == "ours" or a.impl.startswith("ours_")
-    host_malloc = "keep_freed" if keep_freed_memory(default=ours and a.mode == "train") else "system"
+    host_malloc = "keep_freed" if keep_freed_memory(default=is_ours(a.impl) and a.mode == "train") else "system"
     t0 = time.perf_counter()
     mod = import_impl(a.impl, a.mode)
     import_s = time.perf_counter() - t0

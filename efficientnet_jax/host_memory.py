@@ -18,8 +18,8 @@ process also keeps its peak heap until it exits, and the heap is not compact: wi
 training steps a freed block's hole can be split by small allocations, the next step's buffers then
 come from fresh heap, and that step pays the page faults once more (one B0 batch-32 step of 9.6 s
 instead of 1.8 s, peak RSS 5.1 -> 8.9 GB; later steps had no faults). Hence train.py and eval.py
-(big batches, many steps) turn it on and the single-image tools do not. (glibc's thread arenas cannot hold blocks
-above 64 MB, so no setting short of one arena stops the faults.)
+(big batches, many steps) turn it on and the single-image tools do not. (glibc's thread arenas
+cannot hold blocks above 64 MB, so no setting short of one arena stops the faults.)
 
 EFFICIENTNET_JAX_HOST_MALLOC overrides the caller's choice: `system` leaves glibc alone,
 `keep_freed` applies it wherever `keep_freed_memory` is called (the benchmarks use that to give

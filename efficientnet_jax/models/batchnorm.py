@@ -46,8 +46,7 @@ def _normalize(x: Array, mean: Array, var: Array, scale: Array, bias: Array, eps
 @partial(jax.custom_vjp, nondiff_argnums=(3, 4))
 def batch_norm_train(x: Array, scale: Array, bias: Array, eps: float, axis_name: Optional[str] = None) -> Array:
     """Normalise x (..., C) with its own batch statistics; float32 result (cast it to the dtype)."""
-    mean, var = _stats(x, axis_name)
-    return _normalize(x, mean, var, scale, bias, eps)
+    return _fwd(x, scale, bias, eps, axis_name)[0]
 
 
 def _fwd(x, scale, bias, eps, axis_name):

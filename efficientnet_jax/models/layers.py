@@ -118,13 +118,12 @@ class Conv2d(nn.Module):
         dtype = self.dtype or jnp.float32
         x = x.astype(dtype)
         kernel = kernel.astype(dtype)
+        pads = [conv_padding(x.shape[i], self.kernel, self.stride, self.padding) for i in (1, 2)]
         if self.kernel == 1 and self.stride == 1:
             y = pointwise_conv(x, kernel[0, 0])
         elif use_im2col(kernel.shape):  # the 3-channel stems, on CPU
-            pads = [conv_padding(x.shape[i], self.kernel, self.stride, self.padding) for i in (1, 2)]
             y = im2col_conv(x, kernel, self.stride, pads)
         else:
-            pads = [conv_padding(x.shape[i], self.kernel, self.stride, self.padding) for i in (1, 2)]
             y = lax.conv_general_dilated(
                 x, kernel, (self.stride, self.stride), pads,
                 dimension_numbers=("NHWC", "HWIO", "NHWC"),

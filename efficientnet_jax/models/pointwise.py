@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from efficientnet_jax.models.depthwise import _out_size, _pad_input, _taps  # shared tap views
+
 Array = jax.Array
 
 
@@ -70,9 +72,8 @@ def use_im2col(kernel_shape: Sequence[int]) -> bool:
 def im2col_conv(x: Array, kernel: Array, stride: int, pads: Sequence[Tuple[int, int]]) -> Array:
     """Conv (NHWC x HWIO, explicit (lo, hi) pads) as a patch map (taps in HWI order) @ kernel."""
     kh, kw, cin, cout = kernel.shape
-    xp = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
-    ho, wo = (xp.shape[1] - kh) // stride + 1, (xp.shape[2] - kw) // stride + 1
-    taps = [lax.slice(xp, (0, i, j, 0), (xp.shape[0], i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, cin),
-                      (1, stride, stride, 1))
-            for i in range(kh) for j in range(kw)]
-    return pointwise_conv(jnp.concatenate(taps, axis=-1), kernel.reshape(kh * kw * cin, cout))
+    xp = _pad_input(x, pads)
+    ho, wo = _out_size(xp.shape[1], kh, stride), _out_size(xp.shape[2], kw, stride)
+    # The depthwise shift form's strided tap views, dy-major: the order HWIO flattens in.
+    patches = jnp.concatenate([tap for _, _, tap in _taps(xp, kh, kw, stride, ho, wo)], axis=-1)
+    return pointwise_conv(patches, kernel.reshape(kh * kw * cin, cout))
