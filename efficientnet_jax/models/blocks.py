@@ -23,6 +23,7 @@ class SqueezeExcite(nn.Module):
 
     channels: int
     opts: LayerOptions
+    return_gate: bool = False  # give back the (N, C) gate instead of applying it
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
@@ -31,7 +32,8 @@ class SqueezeExcite(nn.Module):
         s = Conv2d(self.channels, use_bias=True, dtype=self.opts.dtype, name="reduce")(s)
         s = get_activation(self.opts.act)(s)
         s = Conv2d(x.shape[-1], use_bias=True, dtype=self.opts.dtype, name="expand")(s)
-        return x * nn.sigmoid(s).astype(x.dtype)
+        gate = nn.sigmoid(s).astype(x.dtype)
+        return gate[:, 0, 0, :] if self.return_gate else x * gate
 
 
 class MBConv(nn.Module):
@@ -55,9 +57,13 @@ class MBConv(nn.Module):
             cfg.kernel, cfg.stride, opts.padding, opts.dw_impl, opts.dtype, name="dw_conv"
         )(x)
         x = act(batch_norm(opts, train, "dw_bn")(x))
+        # At inference the SE gate goes into the project conv, which may fold it into its weights
+        # (pointwise.use_gated_dot); training keeps the multiply, whose backward is faster.
+        gate = None
         if cfg.se_channels:
-            x = SqueezeExcite(cfg.se_channels, opts, name="se")(x)
-        x = Conv2d(cfg.out_channels, dtype=opts.dtype, name="project_conv")(x)
+            se = SqueezeExcite(cfg.se_channels, opts, return_gate=not train, name="se")
+            x, gate = (se(x), None) if train else (x, se(x))
+        x = Conv2d(cfg.out_channels, dtype=opts.dtype, name="project_conv")(x, gate)
         x = batch_norm(opts, train, "project_bn")(x)
         if cfg.has_skip:
             x = DropPath(cfg.drop_path_rate, name="drop_path")(x, train) + shortcut

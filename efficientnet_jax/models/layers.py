@@ -19,7 +19,9 @@ from jax import lax
 # Depthwise lowerings live in depthwise.py; re-exported here for existing callers.
 from efficientnet_jax.models.depthwise import DW_IMPLS, depthwise_conv, resolve_dw_impl  # noqa: F401
 from efficientnet_jax.models.batchnorm import BatchNorm
-from efficientnet_jax.models.pointwise import im2col_conv, pointwise_conv, use_im2col
+from efficientnet_jax.models.pointwise import (
+    gated_pointwise_conv, im2col_conv, pointwise_conv, use_gated_dot, use_im2col,
+)
 
 Array = jax.Array
 Dtype = Any
@@ -112,14 +114,20 @@ class Conv2d(nn.Module):
     dtype: Optional[Dtype] = None
 
     @nn.compact
-    def __call__(self, x: Array) -> Array:
+    def __call__(self, x: Array, gate: Optional[Array] = None) -> Array:
+        """`gate` (N, C_in), if given, multiplies x's channels first (Squeeze-Excitation's gate)."""
         in_ch = x.shape[-1]
         kernel = self.param("kernel", conv_kernel_init(), (self.kernel, self.kernel, in_ch, self.features))
         dtype = self.dtype or jnp.float32
         x = x.astype(dtype)
         kernel = kernel.astype(dtype)
         pads = [conv_padding(x.shape[i], self.kernel, self.stride, self.padding) for i in (1, 2)]
-        if self.kernel == 1 and self.stride == 1:
+        pointwise = self.kernel == 1 and self.stride == 1
+        if gate is not None and not (pointwise and use_gated_dot(x.shape)):
+            x, gate = x * gate.astype(dtype)[:, None, None, :], None
+        if gate is not None:
+            y = gated_pointwise_conv(x, gate.astype(dtype), kernel[0, 0])
+        elif pointwise:
             y = pointwise_conv(x, kernel[0, 0])
         elif use_im2col(kernel.shape):  # the 3-channel stems, on CPU
             y = im2col_conv(x, kernel, self.stride, pads)

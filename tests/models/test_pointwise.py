@@ -92,3 +92,29 @@ def test_im2col_only_for_small_kernels_on_cpu():
     assert jax.default_backend() != "cpu" or use_im2col((3, 3, 3, 32))  # the stem
     assert not use_im2col((3, 3, 24, 24))  # 216 terms: XLA's convolution
     assert not use_im2col((1, 1, 3, 8))  # 1x1 has its own dot path
+
+
+@pytest.mark.parametrize("size", [32, 8])  # 1024 positions: folded on CPU; 64: multiplied first
+def test_conv_with_se_gate_equals_gated_input(size):
+    """Conv2d(x, gate) == Conv2d(x * gate), whether the gate is folded into per-sample weights
+    (pointwise.use_gated_dot) or applied to x, and values and gradients agree."""
+    from efficientnet_jax.models.layers import Conv2d
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((3, size, size, 12), np.float32))
+    gate = jnp.asarray(rng.random((3, 12), np.float32))
+    conv = Conv2d(20)
+    params = conv.init(jax.random.PRNGKey(0), x)
+    folded = jax.jit(lambda p, x, s: conv.apply(p, x, s))
+    reference = jax.jit(lambda p, x, s: conv.apply(p, x * s[:, None, None, :]))
+    np.testing.assert_allclose(folded(params, x, gate), reference(params, x, gate), rtol=1e-5, atol=1e-5)
+    batched = "lhs_batch_dims={0}" in folded.lower(params, x, gate).compile().as_text()
+    assert batched == (size * size >= 512 and jax.default_backend() == "cpu")
+
+    def loss(fn):
+        return lambda p, x, s: jnp.sum(jnp.sin(fn(p, x, s)))
+
+    grads = jax.grad(loss(folded), argnums=(0, 1, 2))(params, x, gate)
+    grads_ref = jax.grad(loss(reference), argnums=(0, 1, 2))(params, x, gate)
+    for g, g_ref in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):
+        np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-4 * float(jnp.abs(g_ref).max()))
