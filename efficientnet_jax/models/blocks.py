@@ -12,6 +12,7 @@ from flax import linen as nn
 from efficientnet_jax.models.layers import (
     Array, Conv2d, DepthwiseConv2d, DropPath, LayerOptions, batch_norm, get_activation,
 )
+from efficientnet_jax.models.conv_bn import use_conv_bn
 from efficientnet_jax.models.spec import BlockConfig
 
 
@@ -51,8 +52,16 @@ class MBConv(nn.Module):
         act = get_activation(opts.act)
         shortcut = x
         if cfg.expand_ratio != 1:
-            x = Conv2d(cfg.mid_channels, dtype=opts.dtype, name="expand_conv")(x)
-            x = act(batch_norm(opts, train, "expand_bn")(x))
+            expand = Conv2d(cfg.mid_channels, dtype=opts.dtype, name="expand_conv")
+            bn = batch_norm(opts, train, "expand_bn")
+            y = expand(x)
+            kernel = expand.variables["params"]["kernel"]
+            if train and use_conv_bn(kernel.shape):
+                # In a CPU training step the BN takes the conv's input and kernel (conv_bn.py: the
+                # wide map is never re-read); `y` is then unused and XLA drops it.
+                x = act(bn(x.astype(y.dtype), kernel[0, 0].astype(y.dtype)))
+            else:
+                x = act(bn(y))
         x = DepthwiseConv2d(
             cfg.kernel, cfg.stride, opts.padding, opts.dw_impl, opts.dtype, name="dw_conv"
         )(x)
