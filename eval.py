@@ -10,9 +10,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from efficientnet_jax.host_memory import keep_freed_memory  # noqa: E402  (imports no JAX)
+from efficientnet_jax.host_memory import configure_host_malloc  # noqa: E402  (imports no JAX)
 
-keep_freed_memory()  # before anything starts a thread: reuse host buffers across steps (see module)
+if __name__ == "__main__":  # before anything starts a thread: huge pages for XLA's host buffers (may relaunch the process); see the module
+    configure_host_malloc("huge_pages")
 
 from absl import app, flags
 from ml_collections import config_flags

@@ -10,9 +10,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from efficientnet_jax.host_memory import keep_freed_memory  # noqa: E402  (imports no JAX)
+from efficientnet_jax.host_memory import configure_host_malloc  # noqa: E402  (imports no JAX)
 
-keep_freed_memory()  # before anything starts a thread: reuse host buffers across steps (see module)
+if __name__ == "__main__":  # before anything starts a thread: reuse host buffers across steps; see the module
+    configure_host_malloc("keep_freed")
 
 from absl import app, flags, logging
 from ml_collections import config_flags

@@ -111,12 +111,14 @@ def run_timed(a: argparse.Namespace) -> dict:
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
     if a.impl == "keras" and keras_name(a.model) is None:
         return {"impl": a.impl, "model": a.model, "skipped": f"keras.applications has no {a.model}"}
-    # Each implementation as its users run it: our training step with the allocator train.py sets,
-    # everything else with glibc's defaults; `--env EFFICIENTNET_JAX_HOST_MALLOC=keep_freed` gives
-    # every implementation that allocator (=system: none). Set before any import starts a thread.
-    from efficientnet_jax.host_memory import keep_freed_memory  # imports no JAX
+    # Each implementation as its users run it: ours with the allocator eval.py (inference: huge
+    # pages, which relaunches this worker) or train.py (keep_freed) sets, everything else with
+    # glibc's defaults; `--env EFFICIENTNET_JAX_HOST_MALLOC=huge_pages` (keep_freed, system) gives
+    # every implementation the same. Set before any import starts a thread.
+    from efficientnet_jax.host_memory import configure_host_malloc  # imports no JAX
 
-    host_malloc = "keep_freed" if keep_freed_memory(default=is_ours(a.impl) and a.mode == "train") else "system"
+    ours_default = "huge_pages" if a.mode == "infer" else "keep_freed"
+    host_malloc = configure_host_malloc(ours_default if is_ours(a.impl) else "system")
     t0 = time.perf_counter()
     mod = import_impl(a.impl, a.mode)
     import_s = time.perf_counter() - t0

@@ -1,4 +1,4 @@
-"""keep_freed_memory(): a repeated XLA CPU call stops page-faulting its temporary buffer."""
+"""host_memory.configure_host_malloc(): a repeated XLA CPU call stops page-faulting its temporaries."""
 
 import json
 import os
@@ -8,16 +8,16 @@ import sys
 import pytest
 
 PROBE = r"""
-import json, resource, sys
+import json, os, resource, sys
 from efficientnet_jax import host_memory
-applied = host_memory.keep_freed_memory() if sys.argv[1] == "on" else False
+mode = host_memory.configure_host_malloc(sys.argv[1])  # 'huge_pages' relaunches this very probe
 import jax, jax.numpy as jnp
 # 128 MB of temporaries per call: sin(x) and cos(x) feed dots, so XLA materialises both. (Above
-# glibc's 32 MB ceiling for its dynamic mmap threshold, so without the fix they stay mmapped.)
+# glibc's 32 MB ceiling for its dynamic mmap threshold, so by default they stay mmapped.)
 w = jnp.ones((4096, 8))
 f = jax.jit(lambda x: jnp.dot(jnp.sin(x), w) + jnp.dot(jnp.cos(x), w))
 x = jnp.ones((4096, 4096))
-# With the fix the first calls still grow the heap now and then (a freed buffer's hole can be
+# With keep_freed the first calls still grow the heap now and then (a freed buffer's hole can be
 # split by small allocations before the next call reuses it); it settles within a few dozen calls,
 # so take the quietest of 8 windows of 5 calls after a warm-up.
 for _ in range(10):
@@ -28,47 +28,69 @@ for _ in range(8):
     for _ in range(5):
         f(x).block_until_ready()
     windows.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / 5)
-faults = min(windows)
-print(json.dumps({"applied": applied, "faults_per_call": faults}))
+print(json.dumps({"mode": mode, "faults_per_call": min(windows), "pid": os.getpid(),
+                  "tunables": os.environ.get("GLIBC_TUNABLES", "")}))
 """
 
 
 def _probe(mode):
     env = dict(os.environ)
-    env.pop("EFFICIENTNET_JAX_HOST_MALLOC", None)
-    out = subprocess.run([sys.executable, "-c", PROBE, mode], env=env, capture_output=True, text=True,
-                         timeout=300, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    for var in ("EFFICIENTNET_JAX_HOST_MALLOC", "EFFICIENTNET_JAX_MALLOC_RELAUNCHED", "GLIBC_TUNABLES"):
+        env.pop(var, None)
+    proc = subprocess.Popen([sys.executable, "-c", PROBE, mode], env=env, stdout=subprocess.PIPE, text=True)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["pid"] == proc.pid  # a relaunch replaces the process image, it does not fork
+    return result
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
-def test_keep_freed_memory_removes_per_call_page_faults():
-    off, on = _probe("off"), _probe("on")
-    assert on["applied"] is True
-    # Off: every call maps its temporaries afresh (one fault per 4 KiB page, ~32k for 128 MB).
-    assert off["faults_per_call"] > 8000, off
-    assert on["faults_per_call"] < off["faults_per_call"] / 5, (off, on)
-
-
-def test_env_var_opts_out(monkeypatch):
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
+def test_keep_freed_and_huge_pages_remove_per_call_page_faults():
     from efficientnet_jax import host_memory
 
-    monkeypatch.setenv(host_memory.ENV_VAR, "system")
-    monkeypatch.setattr(host_memory, "_applied", False)
-    assert host_memory.keep_freed_memory() is False
+    off, keep, huge = _probe("system"), _probe("keep_freed"), _probe("huge_pages")
+    assert (off["mode"], keep["mode"]) == ("system", "keep_freed")
+    # Off: every call maps its temporaries afresh (one fault per 4 KiB page, ~32k for 128 MB).
+    assert off["faults_per_call"] > 8000, off
+    assert keep["faults_per_call"] < off["faults_per_call"] / 5, (off, keep)
+    # Huge pages where this kernel and glibc allow them (relaunched with the tunable), else keep_freed.
+    can_relaunch = host_memory._thp_mode() == "madvise" and host_memory._glibc_version() >= (2, 35)
+    assert huge["mode"] == ("huge_pages" if can_relaunch else "keep_freed"), huge
+    assert (host_memory.HUGE_PAGES_TUNABLE in huge["tunables"]) == can_relaunch, huge
+    assert huge["faults_per_call"] < off["faults_per_call"] / 5, (off, huge)
 
 
-def test_env_var_forces_either_way(monkeypatch):
+def test_env_var_overrides_the_default_and_rejects_unknown_modes(monkeypatch):
     from efficientnet_jax import host_memory
 
     calls = []
     monkeypatch.setattr(host_memory, "_applied", False)
     monkeypatch.setattr(host_memory.ctypes, "CDLL", lambda *_: calls.append(1) or (_ for _ in ()).throw(OSError))
-    monkeypatch.delenv(host_memory.ENV_VAR, raising=False)
-    assert host_memory.keep_freed_memory(default=False) is False and not calls  # caller said no
+    monkeypatch.setattr(host_memory.os, "execve", lambda *a: pytest.fail("must not relaunch pytest"))
+    monkeypatch.setenv(host_memory.ENV_VAR, "system")
+    assert host_memory.configure_host_malloc("keep_freed") == "system" and not calls
+    monkeypatch.delenv(host_memory.ENV_VAR)
+    assert host_memory.configure_host_malloc("system") == "system" and not calls  # the caller's default
     monkeypatch.setenv(host_memory.ENV_VAR, "keep_freed")
-    host_memory.keep_freed_memory(default=False)
+    assert host_memory.configure_host_malloc("system") == "system"  # CDLL fails here: not applied
     assert calls, "keep_freed must try to apply even when the caller's default is off"
     monkeypatch.setenv(host_memory.ENV_VAR, "jemalloc")
     with pytest.raises(ValueError, match="EFFICIENTNET_JAX_HOST_MALLOC"):
-        host_memory.keep_freed_memory()
+        host_memory.configure_host_malloc("system")
+
+
+def test_huge_pages_never_relaunch_twice(monkeypatch):
+    from efficientnet_jax import host_memory
+
+    monkeypatch.setattr(host_memory, "_thp_mode", lambda: "madvise")
+    monkeypatch.setattr(host_memory, "_glibc_version", lambda: (2, 36))
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.check=0")
+    monkeypatch.delenv(host_memory._RELAUNCHED, raising=False)
+    env = host_memory._huge_pages_env()
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.check=0:" + host_memory.HUGE_PAGES_TUNABLE  # appended
+    monkeypatch.setenv(host_memory._RELAUNCHED, "1")  # the relaunched process
+    assert host_memory._huge_pages_env() is None
+    monkeypatch.delenv(host_memory._RELAUNCHED)
+    monkeypatch.setattr(host_memory, "_glibc_version", lambda: (2, 31))  # no hugetlb tunable yet
+    assert host_memory._huge_pages_env() is None
