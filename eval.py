@@ -12,7 +12,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from efficientnet_jax.host_memory import configure_host_malloc  # noqa: E402  (imports no JAX)
 
-if __name__ == "__main__":  # before anything starts a thread: huge pages for XLA's host buffers (may relaunch the process); see the module
+# Before anything starts a thread: huge pages for XLA's host buffers (may relaunch the process).
+if __name__ == "__main__":
     configure_host_malloc("huge_pages")
 
 from absl import app, flags

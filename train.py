@@ -12,7 +12,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from efficientnet_jax.host_memory import configure_host_malloc  # noqa: E402  (imports no JAX)
 
-if __name__ == "__main__":  # before anything starts a thread: reuse host buffers across steps; see the module
+# Before anything starts a thread: reuse host buffers across steps (efficientnet_jax/host_memory.py).
+if __name__ == "__main__":
     configure_host_malloc("keep_freed")
 
 from absl import app, flags, logging

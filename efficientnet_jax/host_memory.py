@@ -37,7 +37,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-import platform
 import sys
 from typing import Dict, Optional, Tuple
 
@@ -99,8 +98,11 @@ def _thp_mode() -> str:
 
 def _glibc_version() -> Tuple[int, ...]:
     """(major, minor) of the C library; () when it is not glibc."""
-    lib, version = platform.libc_ver()
-    return tuple(int(p) for p in version.split(".")[:2]) if lib == "glibc" and version else ()
+    try:
+        lib, version = os.confstr("CS_GNU_LIBC_VERSION").split()  # "glibc 2.36"; absent elsewhere
+    except (AttributeError, ValueError, OSError):
+        return ()
+    return tuple(int(p) for p in version.split(".")[:2]) if lib == "glibc" else ()
 
 
 def _huge_pages_env() -> Optional[Dict[str, str]]:

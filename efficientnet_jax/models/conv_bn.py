@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from efficientnet_jax.models.batchnorm import _normalize
-from efficientnet_jax.models.pointwise import _dot_last
+from efficientnet_jax.models.pointwise import _dot_last, flat_tn
 
 Array = jax.Array
 F32 = jnp.float32
@@ -43,17 +43,11 @@ def use_conv_bn(kernel_shape: Sequence[int]) -> bool:
     return kernel_shape[-1] > kernel_shape[-2] and jax.default_backend() == "cpu"
 
 
-def _tn(a: Array, b: Array) -> Array:
-    """a^T b over the flattened leading axes, float32: (M, P) x (M, Q) -> (P, Q)."""
-    a2, b2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
-    return lax.dot_general(a2, b2, (((0,), (0,)), ((), ())), preferred_element_type=F32)
-
-
 def _moments(x: Array, w: Array, axis_name: Optional[str]):
     """(mean, var) of x @ w per output channel from sum(x) and x^T x, plus both for the backward."""
     count = x.size // x.shape[-1]
     sum_x = jnp.sum(x.astype(F32), axis=tuple(range(x.ndim - 1)))
-    gram = _tn(x, x)
+    gram = flat_tn(x, x, F32)
     w32 = w.astype(F32)
     mean = (sum_x / count) @ w32
     meansq = jnp.sum(w32 * (gram @ w32), axis=0) / count
@@ -86,7 +80,7 @@ def _bwd(eps, axis_name, res, cotangents):
     w32 = w.astype(F32)
     count = x.size // x.shape[-1]
     inv = lax.rsqrt(var + eps)
-    p = _tn(x, g)  # (C_in, C_out): x^T g
+    p = flat_tn(x, g, F32)  # (C_in, C_out): x^T g
     d_bias = jnp.sum(g, axis=tuple(range(g.ndim - 1)))
     d_scale = inv * (jnp.sum(w32 * p, axis=0) - mean * d_bias)  # sum(g * yhat), this device's
     g_mean, gx_mean = d_bias / count, d_scale / count

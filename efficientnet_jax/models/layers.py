@@ -123,10 +123,12 @@ class Conv2d(nn.Module):
         kernel = kernel.astype(dtype)
         pads = [conv_padding(x.shape[i], self.kernel, self.stride, self.padding) for i in (1, 2)]
         pointwise = self.kernel == 1 and self.stride == 1
-        if gate is not None and not (pointwise and use_gated_dot(x.shape)):
-            x, gate = x * gate.astype(dtype)[:, None, None, :], None
         if gate is not None:
-            y = gated_pointwise_conv(x, gate.astype(dtype), kernel[0, 0])
+            gate = gate.astype(dtype)
+            if not (pointwise and use_gated_dot(x.shape)):  # multiply first, then the usual paths
+                x, gate = x * gate[:, None, None, :], None
+        if gate is not None:
+            y = gated_pointwise_conv(x, gate, kernel[0, 0])
         elif pointwise:
             y = pointwise_conv(x, kernel[0, 0])
         elif use_im2col(kernel.shape):  # the 3-channel stems, on CPU

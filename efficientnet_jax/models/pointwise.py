@@ -32,6 +32,12 @@ def _dot_last(x: Array, w: Array) -> Array:
     return lax.dot_general(x, w, (((x.ndim - 1,), (0,)), ((), ())))
 
 
+def flat_tn(a: Array, b: Array, preferred_element_type=None) -> Array:
+    """a^T b over the flattened leading axes, (..., P) x (..., Q) -> (P, Q): a plain TN GEMM."""
+    a2, b2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+    return lax.dot_general(a2, b2, (((0,), (0,)), ((), ())), preferred_element_type=preferred_element_type)
+
+
 @jax.custom_vjp
 def pointwise_conv(x: Array, w: Array) -> Array:
     """y = x @ w over the last axis: x (..., C_in), w (C_in, C_out) -> (..., C_out)."""
@@ -45,10 +51,7 @@ def _fwd(x: Array, w: Array):
 def _bwd(res, g: Array):
     x, w = res
     dx = lax.dot_general(g, w, (((g.ndim - 1,), (1,)), ((), ())))
-    x2 = x.reshape(-1, x.shape[-1])
-    g2 = g.reshape(-1, g.shape[-1])
-    dw = lax.dot_general(x2, g2, (((0,), (0,)), ((), ())))
-    return dx.astype(x.dtype), dw.astype(w.dtype)
+    return dx.astype(x.dtype), flat_tn(x, g).astype(w.dtype)
 
 
 pointwise_conv.defvjp(_fwd, _bwd)
@@ -85,7 +88,6 @@ def im2col_conv(x: Array, kernel: Array, stride: int, pads: Sequence[Tuple[int, 
     slots = [jnp.pad(tap, ((0, 0),) * 3 + ((cin * i, cin * (k - 1 - i)),)) for i, tap in enumerate(taps)]
     patches = functools.reduce(operator.add, slots)
     return pointwise_conv(patches, kernel.reshape(kh * kw * cin, cout))
-
 
 
 # Squeeze-Excitation's gate folded into the following 1x1 conv (inference).
