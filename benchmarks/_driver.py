@@ -22,6 +22,7 @@ from _common import (
 LABELS = {
     "ours": "ours",
     "ours_real": "ours, real input pipeline",
+    "ours_plain": "ours, model.apply (BN unfolded, weights as arguments)",
     "input": "input pipeline alone",
     "timm": "timm eager NCHW",
     "timm_cl": "timm eager channels_last",
@@ -103,8 +104,9 @@ def resolve(args: argparse.Namespace, default_impls: Dict[str, List[str]], allow
     impls += [f"ours_{v}" for v in comma_list(args.ours_variants) if f"ours_{v}" not in impls]
     if args.compile_only:
         impls = [i for i in impls if i.startswith("ours")] or ["ours"]
-    # ours_<x> passes x as dw_impl (the model validates it); ours_real is bench_train's only.
-    bad = [i for i in impls if i not in allowed and (not i.startswith("ours_") or i == "ours_real")]
+    # ours_<x> passes x as dw_impl (the model validates it); ours_real is bench_train's only,
+    # ours_plain bench_inference's.
+    bad = [i for i in impls if i not in allowed and (not i.startswith("ours_") or i in ("ours_real", "ours_plain"))]
     if bad:
         raise SystemExit(f"--impls: unknown implementation(s) {bad}; choose from {list(allowed)} or ours_<dw_impl>")
     for flag in ("rounds", "reps", "warmup", "threads"):

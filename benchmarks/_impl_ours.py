@@ -31,19 +31,31 @@ def _init(model) -> Dict[str, Any]:
 
 
 class Inference:
-    """`model.apply(v, x, train=False)`, jit-compiled ahead of time per batch size."""
+    """Our forward, jit-compiled ahead of time per batch size.
 
-    def __init__(self, name: str, resolution: int, dw_impl: str, precision: str):
+    `deploy` (impl 'ours'): `efficientnet_jax.inference_fn`, BN folded into the convs and the
+    weights compiled in, as a served model runs (ONNX Runtime's export does the same). Otherwise
+    (impl 'ours_plain'): `model.apply(variables, x, train=False)` with the variables as arguments.
+    """
+
+    def __init__(self, name: str, resolution: int, dw_impl: str, precision: str, deploy: bool = True):
         self.model = _model(name, dw_impl, precision)
         self.resolution = resolution
         self.variables = jax.block_until_ready(_init(self.model))
-        self.fwd = jax.jit(lambda v, x: self.model.apply(v, x, train=False))
-        self.notes = [f"dw_impl={dw_impl}", f"dtype={'bfloat16' if precision == 'bf16' else 'float32'}"]
+        self.deploy = deploy
+        form = "inference_fn (BN folded, constant weights)" if deploy else "model.apply, variables as arguments"
+        self.notes = [f"dw_impl={dw_impl}", f"dtype={'bfloat16' if precision == 'bf16' else 'float32'}", form]
 
     def make(self, batch: int) -> Fn:
         r = self.resolution
         x = jax.device_put(np.random.default_rng(0).standard_normal((batch, r, r, 3), np.float32))
-        compiled = self.fwd.lower(self.variables, x).compile()
+        if self.deploy:
+            from efficientnet_jax.inference import inference_fn
+
+            compiled = jax.jit(inference_fn(self.model, self.variables)).lower(x).compile()
+            return lambda: compiled(x).block_until_ready()
+        fwd = jax.jit(lambda v, x: self.model.apply(v, x, train=False))
+        compiled = fwd.lower(self.variables, x).compile()
         v = self.variables
         return lambda: compiled(v, x).block_until_ready()
 

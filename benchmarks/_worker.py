@@ -98,6 +98,10 @@ def build(a: argparse.Namespace, mod, resolution: int):
         if mode != "train":
             raise SystemExit("ours_real is a training implementation")
         return mod.RealTrain(a.model, resolution, "auto", a.precision, a.optimizer, a.augment)
+    if impl == "ours_plain":
+        if mode != "infer":
+            raise SystemExit("ours_plain is an inference implementation (model.apply, unfolded)")
+        return mod.Inference(a.model, resolution, "auto", a.precision, deploy=False)
     if is_ours(impl):
         dw = impl[5:] or "auto"
         if mode == "infer":

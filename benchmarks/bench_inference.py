@@ -2,10 +2,13 @@
 
     python benchmarks/bench_inference.py                                   # B0 @224, batches 1 8 32
     python benchmarks/bench_inference.py --ours-variants xla               # + XLA's grouped depthwise conv
+    python benchmarks/bench_inference.py --impls ours,ours_plain,ort       # + model.apply, BN unfolded
     python benchmarks/bench_inference.py --models efficientnet_b0,efficientnet_b3,efficientnetv2_s --batches 1 32
     python benchmarks/bench_inference.py --model efficientnet_b7 --compile-only --batches 1
 
-Prints, per variant: ms per batch, img/s, the speed-up of ours over each implementation (its time /
+'ours' is `efficientnet_jax.inference_fn` (BN folded into the convs, weights compiled in, as a
+served model; the ONNX export folds BN too); 'ours_plain' is `model.apply` with the variables as
+arguments. Prints, per variant: ms per batch, img/s, the speed-up of ours over each implementation (its time /
 ours), achieved GFLOP/s (2 x multiply-adds counted from our model) and the % of the matmul peak measured
 in the same run; set-up / compile / time to first step; then the Keras-applications table (size,
 parameters, depth, ms per inference step at the smallest and largest batch for ours, timm and
@@ -29,7 +32,7 @@ DEFAULT_IMPLS = {
     "cpu": ["ours", "timm_cl", "timm", "keras", "ort"],
     "gpu": ["ours", "timm_cl", "timm_compile_cl", "keras", "ort"],
 }
-ALLOWED = ("ours", "timm", "timm_cl", "timm_compile", "timm_compile_cl", "keras", "ort")
+ALLOWED = ("ours", "ours_plain", "timm", "timm_cl", "timm_compile", "timm_compile_cl", "keras", "ort")
 
 
 def parse(argv=None) -> argparse.Namespace:

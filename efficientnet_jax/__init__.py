@@ -21,11 +21,13 @@ def load_weights(path, model=None, source=None):
 def __getattr__(name: str) -> Any:
     if name in _FROM_MODELS:
         return getattr(import_module("efficientnet_jax.models"), name)
+    if name == "inference_fn":
+        return import_module("efficientnet_jax.inference").inference_fn
     raise AttributeError(f"module 'efficientnet_jax' has no attribute {name!r}")
 
 
 __all__ = [
     "EfficientNet", "ModelSpec", "create_model", "get_spec", "list_models", "compound_scaling", "init_variables",
-    "load_weights",
+    "load_weights", "inference_fn",
 ]
 __version__ = "0.1.0"

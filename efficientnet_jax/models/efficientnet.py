@@ -46,6 +46,7 @@ class EfficientNet(nn.Module):
     out_strides: Sequence[int] = FEATURE_STRIDES
     bn_axis_name: Optional[str] = None
     perturb_layers: bool = False
+    bn_folded: bool = False  # inference-only variables from fold.fold_batch_norm
 
     @property
     def opts(self) -> LayerOptions:
@@ -53,6 +54,7 @@ class EfficientNet(nn.Module):
         return LayerOptions(
             act=s.act, padding=s.padding, bn_eps=s.bn_eps, bn_momentum=s.bn_momentum,
             dtype=self.dtype, dw_impl=self.dw_impl, bn_axis_name=self.bn_axis_name,
+            bn_folded=self.bn_folded,
         )
 
     @nn.compact

@@ -100,6 +100,7 @@ class LayerOptions:
     dtype: Optional[Dtype] = None  # compute dtype; None = float32
     dw_impl: str = "auto"
     bn_axis_name: Optional[str] = None  # only for shard_map/pmap-style per-group BN
+    bn_folded: bool = False  # inference with BN folded into the convs (fold.py)
 
 
 class Conv2d(nn.Module):
@@ -169,6 +170,7 @@ def batch_norm(opts: LayerOptions, train: bool, name: str) -> BatchNorm:
         epsilon=opts.bn_eps,
         dtype=opts.dtype,
         axis_name=opts.bn_axis_name,
+        folded=opts.bn_folded,
         name=name,
     )
 

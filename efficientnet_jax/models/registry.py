@@ -15,7 +15,8 @@ from efficientnet_jax.models.variants import REGISTRY, base_name
 # The paper's grid-searched coefficients at phi = 1 (alpha * beta^2 * gamma^2 ~= 2).
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15
 
-_MODULE_FIELDS = ("dtype", "dw_impl", "remat", "features_only", "out_strides", "bn_axis_name", "perturb_layers")
+_MODULE_FIELDS = ("dtype", "dw_impl", "remat", "features_only", "out_strides", "bn_axis_name", "perturb_layers",
+                  "bn_folded")
 _SCALING_KEYS = ("phi", "alpha", "beta", "gamma")
 # Architecture edits that are not ModelSpec fields (block ablations).
 _EDIT_KEYS = ("fused_stages",)
@@ -113,7 +114,8 @@ def create_model(name: str, num_classes: int = 1000, **overrides: Any) -> Effici
     se, width_mult, depth_mult, resolution, ...), the compound-scaling knobs phi/alpha/beta/gamma,
     `fused_stages=N` (first N stages as Fused-MBConv),
     or module options: dtype ('bfloat16' or a jnp dtype), dw_impl ('auto'|'xla'|'shift'|'shift_autodiff'), remat,
-    features_only, out_strides, bn_axis_name, perturb_layers.
+    features_only, out_strides, bn_axis_name, perturb_layers, bn_folded (inference with
+    `fold_batch_norm`'s variables).
     """
     module_kw: Dict[str, Any] = {k: overrides.pop(k) for k in _MODULE_FIELDS if k in overrides}
     if isinstance(module_kw.get("dtype"), str):

@@ -67,7 +67,9 @@ def predict(images: Sequence[str], model, variables, meta, top_k: int = 5, batch
     inputs = [preprocess(path, meta) for path in images]
     names = class_names(model.spec.num_classes)
     k = max(1, min(top_k, model.spec.num_classes))
-    fwd = jax.jit(lambda v, x: jax.nn.softmax(model.apply(v, x, train=False), axis=-1))
+    from efficientnet_jax.inference import inference_fn
+
+    logits_fn = inference_fn(model, variables)  # BN folded, weights compiled in: one program per run
     bs = max(1, min(batch_size, len(inputs)))
     results = []
     for start in range(0, len(inputs), bs):
@@ -75,7 +77,7 @@ def predict(images: Sequence[str], model, variables, meta, top_k: int = 5, batch
         n = len(chunk)
         if n < bs:  # pad to a fixed batch: one compilation
             chunk = np.concatenate([chunk, np.zeros((bs - n,) + chunk.shape[1:], chunk.dtype)])
-        probs = np.asarray(fwd(variables, chunk))[:n]
+        probs = np.asarray(jax.nn.softmax(logits_fn(chunk), axis=-1))[:n]
         for i, p in enumerate(probs):
             top = np.argsort(-p, kind="stable")[:k]
             results.append({

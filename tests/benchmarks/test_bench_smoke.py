@@ -43,12 +43,12 @@ def test_unknown_impl_is_named():
 
 def test_tiny_inference_run_reports_every_impl(tmp_path):
     out = tmp_path / "infer.json"
-    p = run("bench_inference.py", "--impls", "ours,ort", "--batches", "1", *TINY, "--json", str(out))
+    p = run("bench_inference.py", "--impls", "ours,ours_plain,ort", "--batches", "1", *TINY, "--json", str(out))
     assert p.returncode == 0, p.stdout + p.stderr
     assert "ONNX Runtime (timm export)" in p.stdout and "Keras-applications table" in p.stdout
     res = json.loads(out.read_text())
     assert res["info"]["efficientnet_b0"]["params"] == 5_288_548
-    for impl in ("ours", "ort"):
+    for impl in ("ours", "ours_plain", "ort"):
         (r,) = res["results"]["efficientnet_b0"][impl]
         assert r["error"] == "", r["error"]
         assert r["result"]["batches"]["1"]["reps"][0] > 0
