@@ -1,9 +1,9 @@
-"""What `efficientnet_jax.inference_fn`'s options buy: apply vs BN folded vs constant weights.
+"""What `efficientnet_jax.inference_fn`'s options buy: BN folded, constant weights, compiler options.
 
     python benchmarks/bench_inference_options.py                      # B0 @224, batches 1 and 32
     python benchmarks/bench_inference_options.py --model efficientnet_b3 --batches 1
 
-All four forms are compiled in one process and called in alternation (the machine's noise hits
+All forms are compiled in one process and called in alternation (the machine's noise hits
 each alike); prints the median and quartiles of ms per call, the speed-up over `model.apply`,
 the compile time and the largest logit difference from `model.apply`.
 """
@@ -15,11 +15,13 @@ import time
 
 from efficientnet_jax.host_memory import configure_host_malloc
 
-FORMS = (  # (label, fold_bn, constant_weights); None: model.apply with the variables as arguments
-    ("model.apply", None, None),
-    ("BN folded", True, False),
-    ("constant weights", False, True),
-    ("folded + constant", True, True),
+FORMS = (  # (label, inference_fn keywords); None: model.apply with the variables as arguments
+    ("model.apply", None),
+    ("BN folded", dict(fold_bn=True, constant_weights=False, compiler_options={})),
+    ("constant weights", dict(fold_bn=False, constant_weights=True, compiler_options={})),
+    ("folded + constant", dict(fold_bn=True, constant_weights=True, compiler_options={})),
+    ("compiler options alone", dict(fold_bn=False, constant_weights=False)),
+    ("inference_fn (all three)", dict()),
 )
 
 
@@ -49,13 +51,13 @@ def main() -> None:
     for batch in a.batches:
         x = jax.device_put(np.random.default_rng(0).standard_normal((batch, r, r, 3), np.float32))
         fns, compile_s, diffs = {}, {}, {}
-        for label, fold, const in FORMS:
+        for label, kw in FORMS:
             t0 = time.perf_counter()
-            if fold is None:
+            if kw is None:
                 apply = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, x).compile()
                 fn = lambda apply=apply: apply(variables, x)  # noqa: E731
             else:
-                fwd = inference_fn(model, variables, fold_bn=fold, constant_weights=const)
+                fwd = inference_fn(model, variables, **kw)
                 fn = lambda fwd=fwd: fwd(x)  # noqa: E731
             out = np.asarray(fn())
             compile_s[label] = time.perf_counter() - t0

@@ -66,9 +66,10 @@ def test_folded_init_has_the_folded_layout(b0):
 def test_inference_fn_forms_agree(b0):
     model, v, x = b0
     want = jax.jit(lambda v, x: model.apply(v, x, train=False))(v, x)
-    for fold, const in [(True, True), (True, False), (False, True)]:
-        got = inference_fn(model, v, fold_bn=fold, constant_weights=const)(x)
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=f"fold_bn={fold} const={const}")
+    # None: the CPU inference compiler options (dots on XLA's emitter); {}: XLA's defaults.
+    for fold, const, opts in [(True, True, None), (True, False, None), (False, True, None), (True, True, {})]:
+        got = inference_fn(model, v, fold_bn=fold, constant_weights=const, compiler_options=opts)(x)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=f"fold_bn={fold} const={const} opts={opts}")
 
 
 def test_folded_model_refuses_training_and_refolding(b0):
