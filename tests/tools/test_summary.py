@@ -3,12 +3,24 @@
 from efficientnet_jax.tools import summary
 
 
-def test_summary_row_has_measured_columns():
-    row = summary.summarize("efficientnet_lite0", batch=1, timing=True, backends=["cpu"])
+import pytest
+
+
+@pytest.mark.parametrize("form", summary.FORMS)
+def test_summary_row_has_measured_columns(form):
+    row = summary.summarize("efficientnet_lite0", batch=1, timing=True, backends=["cpu"], form=form)
     assert row["params"] == 4_652_008 and row["gmacs"] == 0.385 and row["resolution"] == 224
     assert row["size_mb"] > 17 and row["depth"] > 40
     assert row["cpu_ms"] > 0 and row["cpu_compile_s"] > 0
+    # Memory counts the weights in both forms (deployed: compiled-in constants, outside XLA's plan).
+    assert row["cpu_mem_mb"] > 0.9 * row["size_mb"]
     assert row["top1"] == 75.1 and "Lite" in row["top1_source"]
+
+
+def test_summary_rejects_unknown_form():
+    with pytest.raises(ValueError, match="form must be one of"):
+        summary.time_inference(summary.create_model("efficientnet_lite0"), 32, 1, summary.jax.devices("cpu")[0],
+                               form="served")
 
 
 def test_summary_cli_csv(capsys):
