@@ -7,8 +7,8 @@ JAX starts any thread) does not import JAX.
 from importlib import import_module
 from typing import Any
 
-_FROM_MODELS = ("EfficientNet", "ModelSpec", "compound_scaling", "create_model", "get_spec", "init_variables",
-                "list_models")
+_FROM_MODELS = ("EfficientNet", "ModelSpec", "compound_scaling", "create_model", "fold_batch_norm", "get_spec",
+                "init_variables", "list_models")
 
 
 def load_weights(path, model=None, source=None):
@@ -28,6 +28,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "EfficientNet", "ModelSpec", "create_model", "get_spec", "list_models", "compound_scaling", "init_variables",
-    "load_weights", "inference_fn",
+    "load_weights", "inference_fn", "fold_batch_norm",
 ]
 __version__ = "0.1.0"

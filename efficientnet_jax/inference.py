@@ -8,15 +8,18 @@ The result is a top-level program for serving, evaluation loops and benchmarks (
 compiler options on a jit nested in another); inside your own jitted code call `model.apply`.
 
 What each piece buys, B0 @224 float32 on 2 CPU cores (XLA CPU, jaxlib 0.10.2), measured with
-`python benchmarks/bench_inference_options.py` (all forms compiled in one process, alternated):
+`python benchmarks/bench_inference_options.py` (all forms compiled in one process, alternated;
+2026-12-06, 40 rounds at batch 1, 10 at batch 32):
 
-- BN folded + weights as constants: batch 1 13.9 -> 12.7 ms (1.09x); batch 32 unchanged (331-338
-  ms). The savings are per call: 311 argument buffers and 49 per-channel rsqrt fusions. ONNX
-  Runtime does the same at export (folded BN, pre-packed initializers).
-- `CPU_COMPILER_OPTIONS` (1x1 convs and the classifier through XLA's own dot emitter instead of
-  YNNPACK fusions; YNNPACK keeps the reductions): a further ~1.1x at batch 1 and ~1.06x at batch
-  32. Training steps are ~5 % slower with it (their weight-gradient GEMMs like YNNPACK), so only
-  this inference program uses it.
+- batch 1: `model.apply` 18.7 ms, BN folded 1.04x, weights as constants 1.06x, both 1.08x,
+  `CPU_COMPILER_OPTIONS` alone 1.13x, all three (this function) 15.4 ms, 1.21x. The fold and
+  the constants save per-call work (311 argument buffers, 49 per-channel rsqrt fusions; ONNX
+  Runtime's export does the same: folded BN, pre-packed initializers); the options send the 1x1
+  convs and the classifier to XLA's own dot emitter instead of YNNPACK fusions (YNNPACK keeps
+  the reductions), which is faster on these small GEMMs.
+- batch 32: every form within 0.98-1.05x of `model.apply` (376 ms): the per-call savings vanish
+  and the big GEMMs run about as fast either way. Training steps are ~5 % slower with the
+  options (their weight-gradient GEMMs like YNNPACK), so only this inference program uses them.
 
 The price of constant weights: every input shape compiles its own program holding a copy of the
 weights (B0: 21 MB; B7: 267 MB), and new weights need a new `inference_fn`. With

@@ -12,7 +12,7 @@ output and temporaries), and the published ImageNet top-1 with its source.
 
 `--form deployed` (default) times `efficientnet_jax.inference_fn`, the program a served model runs
 (BN folded into the convs, weights compiled in, CPU inference compiler options): faster per step
-(B0 ~1.15x at batch 1 on CPU) but slower to compile (B7 ~3x), since the weights are constants.
+(B0 ~1.2x at batch 1 on CPU) but slower to compile (B7 ~3x), since the weights are constants.
 `--form apply` times `jax.jit(model.apply)` with the variables as arguments, as inside your own
 jitted code.
 """
