@@ -1,7 +1,8 @@
 """Training as users run it (train.py / eval.py subprocesses) across device and process counts.
 
 - 1 device vs 8 simulated CPU devices vs 2 processes joined by jax.distributed (gloo CPU
-  collectives) at the same global batch: the same losses to float tolerance. `input_shards=2`
+  collectives) at the same global batch: the same losses to float tolerance (growing with the
+  step, see assert_same_losses). `input_shards=2`
   makes every run read the data as the 2-process run does (see training/inputs.py).
 - A checkpoint written on 8 devices restores and continues on 1 device.
 - SIGKILL at an arbitrary step, then the same command again: final parameters bitwise equal to
@@ -68,6 +69,23 @@ def params(workdir, step):
     return ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(step), "state"))["params"]
 
 
+def assert_same_losses(got, want, name=""):
+    """Per-step losses equal up to float32 reassociation, which compounds with every update.
+
+    Device counts change only the order of reductions (gradient all-reduce, cross-replica BN
+    statistics): ~3e-7 relative at step 1, drifting to ~3e-5 by step 30 on an AVX2 host. The bound
+    grows with the step (2e-6 per step, 6e-5 at step 30), still far below what a real fault (an
+    unaveraged gradient, per-device BN statistics, a skipped or repeated batch) does to a loss.
+    """
+    steps = sorted(want)
+    assert sorted(got) == steps, name
+    g, w = np.array([got[s] for s in steps]), np.array([want[s] for s in steps])
+    rel = np.abs(g - w) / np.abs(w)
+    bound = 2e-6 * np.array(steps, np.float64)
+    bad = [f"step {s}: {a} vs {b} (rel {r:.1e} > {t:.1e})" for s, a, b, r, t in zip(steps, g, w, rel, bound) if r > t]
+    assert not bad, f"{name}: " + "; ".join(bad)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("localhost", 0))
@@ -93,9 +111,7 @@ def test_one_device_eight_devices_and_two_processes_give_the_same_losses(runs):
     ref = losses(dirs["one"])
     assert sorted(ref) == list(range(1, STEPS + 1))
     for name in ("eight", "two_proc"):
-        other = losses(dirs[name])
-        assert sorted(other) == sorted(ref), name
-        np.testing.assert_allclose([other[s] for s in ref], [ref[s] for s in ref], rtol=2e-5, err_msg=name)
+        assert_same_losses(losses(dirs[name]), ref, name)
     cfg = json.load(open(os.path.join(dirs["two_proc"], "config.json")))["resolved"]
     assert (cfg["devices"], cfg["processes"]) == (2, 2)
     assert json.load(open(os.path.join(dirs["eight"], "config.json")))["resolved"]["devices"] == 8
@@ -128,7 +144,7 @@ def test_eight_device_checkpoint_continues_on_one_device_and_sigkill_resume_is_e
 
     ref, cont = losses(dirs["one"]), losses(moved)
     assert sorted(cont) == list(range(11, STEPS + 1))  # resumed at 10 on one device
-    np.testing.assert_allclose([cont[s] for s in cont], [ref[s] for s in cont], rtol=2e-5)
+    assert_same_losses(cont, {s: ref[s] for s in cont}, "8-device checkpoint continued on 1 device")
     assert os.path.isdir(os.path.join(moved, "checkpoints", str(STEPS)))
     ref_params = params(dirs["one"], STEPS)
     # Bitwise: the same program on the same device count, whatever step the kill hit.
