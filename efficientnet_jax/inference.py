@@ -42,6 +42,11 @@ Array = jax.Array
 CPU_COMPILER_OPTIONS: Dict[str, Any] = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
 
 
+def default_compiler_options(platform: str) -> Dict[str, Any]:
+    """The inference program's compiler options on `platform` ('cpu', 'gpu', 'tpu'): XLA's own elsewhere."""
+    return dict(CPU_COMPILER_OPTIONS) if platform == "cpu" else {}
+
+
 def inference_fn(
     model: EfficientNet,
     variables: Mapping[str, Any],
@@ -53,7 +58,7 @@ def inference_fn(
     """A jitted `images -> model.apply(variables, images, train=False)`, for serving and benchmarks.
 
     Agrees with `model.apply` to float32 rounding (the fold rescales the conv kernels).
-    `compiler_options` default: `CPU_COMPILER_OPTIONS` on CPU, none elsewhere; `{}` for XLA's
+    `compiler_options` default: `default_compiler_options` of the default backend; `{}` for XLA's
     defaults.
     """
     if fold_bn:
@@ -61,7 +66,7 @@ def inference_fn(
     else:
         variables = {k: v for k, v in variables.items() if k in ("params", "batch_stats")}
     if compiler_options is None:
-        compiler_options = CPU_COMPILER_OPTIONS if jax.default_backend() == "cpu" else {}
+        compiler_options = default_compiler_options(jax.default_backend())
     options = dict(compiler_options) or None
     if constant_weights:
         return jax.jit(lambda x: model.apply(variables, x, train=False), compiler_options=options)

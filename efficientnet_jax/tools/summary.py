@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Sequence
 import jax
 import jax.numpy as jnp
 
-from efficientnet_jax.inference import CPU_COMPILER_OPTIONS, inference_fn
+from efficientnet_jax.inference import default_compiler_options, inference_fn
 from efficientnet_jax.models import create_model, fold_batch_norm, init_variables, list_models
 from efficientnet_jax.models.complexity import count_depth, count_macs, count_params
 
@@ -54,11 +54,13 @@ def time_inference(model, resolution: int, batch: int, device, min_seconds: floa
     variables = jax.device_put(init_variables(model, jax.random.key(0)), device)
     t0 = time.perf_counter()
     if form == "deployed":
-        # The options by the timed device, not by the default backend as inference_fn's default.
-        options = CPU_COMPILER_OPTIONS if device.platform == "cpu" else {}
-        compiled = inference_fn(model, variables, compiler_options=options).lower(x).compile()
+        # Folded once here (its weights are counted below); options for the timed device, which
+        # need not be the default backend inference_fn would go by.
+        folded_model, folded = fold_batch_norm(model, variables)
+        compiled = inference_fn(folded_model, folded, fold_bn=False,
+                                compiler_options=default_compiler_options(device.platform)).lower(x).compile()
         step = lambda: compiled(x)  # noqa: E731
-        weight_bytes = _nbytes(fold_batch_norm(model, variables)[1])  # constants: not in the plan
+        weight_bytes = _nbytes(folded)  # compiled-in constants: not in the buffer plan
     else:
         compiled = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, x).compile()
         step = lambda: compiled(variables, x)  # noqa: E731
