@@ -54,7 +54,7 @@ def base_config() -> ml_collections.ConfigDict:
         se=config_dict.placeholder(bool),
         fused_stages=config_dict.placeholder(int),  # first N stages as Fused-MBConv (block ablation)
         padding=config_dict.placeholder(str),  # 'same' (TF) | 'symmetric' (PyTorch)
-        dw_impl="auto",  # depthwise lowering: 'auto' | 'xla' | 'shift' (custom VJP) | 'shift_autodiff'
+        dw_impl="auto",  # depthwise lowering: 'auto' | 'xla' | 'shift' (custom VJP) | 'shift_autodiff' | 'cpu_kernel'
         remat=False,  # rematerialise blocks in the backward pass (memory for compute)
     ))
     c.dtype = "bfloat16"  # compute dtype; params, BN statistics, loss and EMA stay float32

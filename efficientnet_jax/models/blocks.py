@@ -6,11 +6,15 @@ which keeps the weight converters a readable table.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import jax.numpy as jnp
 from flax import linen as nn
 
+from efficientnet_jax.kernels import FUSED_ACTS
 from efficientnet_jax.models.layers import (
-    Array, Conv2d, DepthwiseConv2d, DropPath, LayerOptions, batch_norm, get_activation,
+    Array, Conv2d, DepthwiseConv2d, DropPath, FusedDepthwiseConv2d, LayerOptions, batch_norm, get_activation,
+    use_fused_kernel,
 )
 from efficientnet_jax.models.conv_bn import use_conv_bn
 from efficientnet_jax.models.spec import BlockConfig
@@ -27,9 +31,13 @@ class SqueezeExcite(nn.Module):
     return_gate: bool = False  # give back the (N, C) gate instead of applying it
 
     @nn.compact
-    def __call__(self, x: Array) -> Array:
+    def __call__(self, x: Array, pooled: Optional[Array] = None) -> Array:
+        """`pooled` (N, C), if given, is x's spatial mean already computed (the fused kernel's)."""
         # Pool in float32: a bf16 mean over 100k+ positions loses the small differences SE keys on.
-        s = jnp.mean(x.astype(jnp.float32), axis=(1, 2), keepdims=True)
+        if pooled is None:
+            s = jnp.mean(x.astype(jnp.float32), axis=(1, 2), keepdims=True)
+        else:
+            s = pooled.astype(jnp.float32)[:, None, None, :]
         s = Conv2d(self.channels, use_bias=True, dtype=self.opts.dtype, name="reduce")(s)
         s = get_activation(self.opts.act)(s)
         s = Conv2d(x.shape[-1], use_bias=True, dtype=self.opts.dtype, name="expand")(s)
@@ -51,32 +59,57 @@ class MBConv(nn.Module):
         cfg, opts = self.cfg, self.opts
         act = get_activation(opts.act)
         shortcut = x
+        fused = self._fused_kernel(x, train)
+        in_bias = None
         if cfg.expand_ratio != 1:
             expand = Conv2d(cfg.mid_channels, dtype=opts.dtype, name="expand_conv")
             bn = batch_norm(opts, train, "expand_bn")
             y = expand(x)
             kernel = expand.variables["params"]["kernel"]
-            if train and use_conv_bn(kernel.shape):
+            if fused:  # bias and activation are applied inside the kernel
+                x, in_bias = y, _folded_bias(bn, cfg.mid_channels)
+            elif train and use_conv_bn(kernel.shape):
                 # In a CPU training step the BN takes the conv's input and kernel (conv_bn.py: the
                 # wide map is never re-read); `y` is then unused and XLA drops it.
                 x = act(bn(x.astype(y.dtype), kernel[0, 0].astype(y.dtype)))
             else:
                 x = act(bn(y))
-        x = DepthwiseConv2d(
-            cfg.kernel, cfg.stride, opts.padding, opts.dw_impl, opts.dtype, name="dw_conv"
-        )(x)
-        x = act(batch_norm(opts, train, "dw_bn")(x))
+        pooled = None
+        if fused:
+            dw_bias = _folded_bias(batch_norm(opts, train, "dw_bn"), cfg.mid_channels)
+            x, pooled = FusedDepthwiseConv2d(cfg.kernel, cfg.stride, opts.padding, name="dw_conv")(
+                x, in_bias, opts.act if in_bias is not None else "identity", dw_bias, opts.act)
+        else:
+            x = DepthwiseConv2d(
+                cfg.kernel, cfg.stride, opts.padding, opts.dw_impl, opts.dtype, name="dw_conv"
+            )(x)
+            x = act(batch_norm(opts, train, "dw_bn")(x))
         # At inference the SE gate goes into the project conv, which may fold it into its weights
         # (pointwise.use_gated_dot); training keeps the multiply, whose backward is faster.
         gate = None
         if cfg.se_channels:
             se = SqueezeExcite(cfg.se_channels, opts, return_gate=not train, name="se")
-            x, gate = (se(x), None) if train else (x, se(x))
+            x, gate = (se(x), None) if train else (x, se(x, pooled))
         x = Conv2d(cfg.out_channels, dtype=opts.dtype, name="project_conv")(x, gate)
         x = batch_norm(opts, train, "project_bn")(x)
         if cfg.has_skip:
             x = DropPath(cfg.drop_path_rate, name="drop_path")(x, train) + shortcut
         return x
+
+
+    def _fused_kernel(self, x: Array, train: bool) -> bool:
+        """Folded float32 inference with an activation the kernel has, and dw_impl allowing it."""
+        opts = self.opts
+        if train or not opts.bn_folded or opts.act not in FUSED_ACTS:
+            return False
+        if jnp.dtype(opts.dtype or jnp.float32) != jnp.float32 or x.dtype != jnp.float32:
+            return False
+        return use_fused_kernel(opts.dw_impl)
+
+
+def _folded_bias(bn, channels: int) -> Array:
+    """A folded BatchNorm's bias (it computes `x + bias`, so of zeros: the bias; XLA folds it)."""
+    return bn(jnp.zeros((channels,), jnp.float32))
 
 
 class FusedMBConv(nn.Module):

@@ -7,6 +7,10 @@ Impls ('auto' picks per backend, see `resolve_dw_impl`):
   'xla'             lax.conv_general_dilated(feature_group_count=C).
   'shift'           shift-form forward with a hand-written backward (jax.custom_vjp).
   'shift_autodiff'  the same forward, differentiated by JAX.
+  'cpu_kernel'      at inference with BN folded, MBConv's expand activation + depthwise + BN + act
+                    + SE mean as one C++ kernel (efficientnet_jax/kernels; required, an error if
+                    it cannot be built); everywhere else 'shift'. 'auto' uses the kernel on CPU
+                    when it can be built and 'shift' otherwise.
 
 Why a custom backward (XLA CPU, jaxlib 0.10.2; benchmarks/bench_depthwise.py measures it):
 autodiff of the shift form gives dkernel as k*k `reduce(slice(pad(x)) * g)`. XLA hands each
@@ -30,7 +34,7 @@ from jax import lax
 Array = jax.Array
 Pads = Tuple[Tuple[int, int], Tuple[int, int]]
 
-DW_IMPLS = ("auto", "xla", "shift", "shift_autodiff")
+DW_IMPLS = ("auto", "xla", "shift", "shift_autodiff", "cpu_kernel")
 
 
 def resolve_dw_impl(impl: str) -> str:
@@ -43,9 +47,27 @@ def resolve_dw_impl(impl: str) -> str:
     """
     if impl not in DW_IMPLS:
         raise ValueError(f"dw_impl must be one of {DW_IMPLS}, got {impl!r}")
+    if impl == "cpu_kernel":  # this per-op path; the fused inference kernel is `use_fused_kernel`
+        return "shift"
     if impl != "auto":
         return impl
     return "shift" if jax.default_backend() == "cpu" else "xla"
+
+
+def use_fused_kernel(impl: str) -> bool:
+    """Whether folded inference runs MBConv's depthwise stage as the fused CPU kernel.
+
+    'cpu_kernel' insists (KernelUnavailable says why it cannot be built); 'auto' takes it on CPU
+    when it can be built. The caller checks the rest (folded BN, float32, a supported activation).
+    """
+    if impl not in DW_IMPLS:
+        raise ValueError(f"dw_impl must be one of {DW_IMPLS}, got {impl!r}")
+    from efficientnet_jax import kernels  # builds the C++ library on first use
+
+    if impl == "cpu_kernel":
+        kernels.load()
+        return True
+    return impl == "auto" and jax.default_backend() == "cpu" and kernels.available()
 
 
 def depthwise_conv(x: Array, kernel: Array, stride: int, pads: Sequence[Tuple[int, int]], impl: str) -> Array:

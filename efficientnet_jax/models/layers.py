@@ -17,7 +17,7 @@ from flax import linen as nn
 from jax import lax
 
 # Depthwise lowerings live in depthwise.py; re-exported here for existing callers.
-from efficientnet_jax.models.depthwise import DW_IMPLS, depthwise_conv, resolve_dw_impl  # noqa: F401
+from efficientnet_jax.models.depthwise import DW_IMPLS, depthwise_conv, resolve_dw_impl, use_fused_kernel  # noqa: F401
 from efficientnet_jax.models.batchnorm import BatchNorm
 from efficientnet_jax.models.pointwise import (
     gated_pointwise_conv, im2col_conv, pointwise_conv, use_gated_dot, use_im2col,
@@ -160,6 +160,27 @@ class DepthwiseConv2d(nn.Module):
         dtype = self.dtype or jnp.float32
         pads = [conv_padding(x.shape[i], self.kernel, self.stride, self.padding) for i in (1, 2)]
         return depthwise_conv(x.astype(dtype), kernel.astype(dtype), self.stride, pads, resolve_dw_impl(self.impl))
+
+
+class FusedDepthwiseConv2d(nn.Module):
+    """Inference-only `act_out(depthwise(act_in(x + in_bias)) + out_bias)` and its spatial mean,
+    as one CPU kernel (efficientnet_jax/kernels). Its one parameter is DepthwiseConv2d's `kernel`
+    (same name, shape and init), so either module reads the same checkpoint."""
+
+    kernel: int
+    stride: int = 1
+    padding: str = "same"
+
+    @nn.compact
+    def __call__(self, x: Array, in_bias: Optional[Array], in_act: str, out_bias: Array, out_act: str
+                 ) -> Tuple[Array, Array]:
+        """(out (N, Ho, Wo, C), pooled (N, C)); x float32, `in_bias=None` takes x as it is."""
+        from efficientnet_jax.kernels import fused_depthwise
+
+        c = x.shape[-1]
+        kernel = self.param("kernel", conv_kernel_init(depthwise=True), (self.kernel, self.kernel, 1, c))
+        pads = [conv_padding(x.shape[i], self.kernel, self.stride, self.padding) for i in (1, 2)]
+        return fused_depthwise(x, kernel, out_bias, self.stride, pads, out_act, in_bias, in_act)
 
 
 def batch_norm(opts: LayerOptions, train: bool, name: str) -> BatchNorm:

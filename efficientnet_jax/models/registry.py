@@ -113,7 +113,7 @@ def create_model(name: str, num_classes: int = 1000, **overrides: Any) -> Effici
     Overrides are ModelSpec fields (padding, bn_eps, bn_momentum, drop_rate, drop_path_rate, act,
     se, width_mult, depth_mult, resolution, ...), the compound-scaling knobs phi/alpha/beta/gamma,
     `fused_stages=N` (first N stages as Fused-MBConv),
-    or module options: dtype ('bfloat16' or a jnp dtype), dw_impl ('auto'|'xla'|'shift'|'shift_autodiff'), remat,
+    or module options: dtype ('bfloat16' or a jnp dtype), dw_impl ('auto'|'xla'|'shift'|'shift_autodiff'|'cpu_kernel'), remat,
     features_only, out_strides, bn_axis_name, perturb_layers, bn_folded (inference with
     `fold_batch_norm`'s variables).
     """

@@ -1,0 +1,134 @@
+"""Compile the CPU kernels of this package on first use and register them with XLA's FFI.
+
+The C++ sources ship with the package; `load()` builds them with the machine's C++ compiler
+(`$CXX`, else g++/c++/clang++) for this CPU (`-march=native`) against the FFI headers of the
+installed jaxlib, into a cache directory keyed by the source, the jaxlib version, the compiler and
+the CPU, so every later process loads the library at once. Building takes ~7 s on 2 cores.
+
+Cache: `$EFFICIENTNET_JAX_KERNEL_CACHE`, else `$XDG_CACHE_HOME/efficientnet_jax/kernels`, else
+`~/.cache/efficientnet_jax/kernels`. Set `EFFICIENTNET_JAX_CPU_KERNELS=0` to never build or use
+them (the models then run XLA's own lowering everywhere).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Optional
+
+import jax
+import jaxlib
+
+SOURCE = Path(__file__).with_name("fused_depthwise.cc")
+TARGETS = {"efficientnet_jax_fused_depthwise": "EfficientNetJaxFusedDepthwise"}
+CXXFLAGS = ["-O3", "-march=native", "-std=c++17", "-shared", "-fPIC"]
+
+_lock = threading.Lock()
+_state: dict = {}  # "library": ctypes.CDLL, or "error": str once a build or load has failed
+
+
+class KernelUnavailable(RuntimeError):
+    """The CPU kernels could not be built or loaded here (no compiler, disabled, ...)."""
+
+
+def enabled() -> bool:
+    return os.environ.get("EFFICIENTNET_JAX_CPU_KERNELS", "1") not in ("0", "false", "no", "off")
+
+
+def cache_dir() -> Path:
+    if os.environ.get("EFFICIENTNET_JAX_KERNEL_CACHE"):
+        return Path(os.environ["EFFICIENTNET_JAX_KERNEL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "efficientnet_jax" / "kernels"
+
+
+def _compiler() -> str:
+    for name in filter(None, (os.environ.get("CXX"), "g++", "c++", "clang++")):
+        path = shutil.which(name)
+        if path:
+            return path
+    raise KernelUnavailable("no C++ compiler found (tried $CXX, g++, c++, clang++)")
+
+
+def _cpu_signature() -> str:
+    """What -march=native depends on: a library built on another CPU may use missing instructions."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def library_path() -> Path:
+    """Where this source, jaxlib, compiler and CPU's build lives (built or not)."""
+    key = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), jaxlib.__version__.encode(), _compiler().encode(),
+                 " ".join(CXXFLAGS).encode(), _cpu_signature().encode()):
+        key.update(part)
+        key.update(b"\0")
+    return cache_dir() / f"fused_depthwise-{key.hexdigest()[:16]}.so"
+
+
+def _build(target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside the target and rename: concurrent processes never load a half-written file.
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    cmd = [_compiler(), *CXXFLAGS, "-isystem", jax.ffi.include_dir(), str(SOURCE), "-o", tmp]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise KernelUnavailable(f"building {SOURCE.name} failed ({' '.join(cmd)}):\n{proc.stderr[-4000:]}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load() -> ctypes.CDLL:
+    """The kernel library, built if needed and registered with XLA (once per process).
+
+    Raises KernelUnavailable (with the reason) when disabled or when it cannot be built.
+    """
+    with _lock:
+        if "library" in _state:
+            return _state["library"]
+        if "error" in _state:
+            raise KernelUnavailable(_state["error"])
+        try:
+            if not enabled():
+                raise KernelUnavailable("disabled by EFFICIENTNET_JAX_CPU_KERNELS=0")
+            path = library_path()
+            if not path.exists():
+                _build(path)
+            library = ctypes.cdll.LoadLibrary(str(path))
+            for target, symbol in TARGETS.items():
+                jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
+        except (KernelUnavailable, OSError) as e:
+            _state["error"] = str(e)
+            raise KernelUnavailable(str(e)) from None
+        _state["library"] = library
+        return library
+
+
+def available() -> bool:
+    """True when the kernels are (or can be) built and loaded here; never raises."""
+    try:
+        load()
+        return True
+    except KernelUnavailable:
+        return False
+
+
+def unavailable_reason() -> Optional[str]:
+    return None if available() else _state.get("error")

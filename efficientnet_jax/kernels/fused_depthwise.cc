@@ -1,0 +1,392 @@
+// Fused depthwise convolution for XLA CPU inference, called through the XLA FFI.
+//
+//   out    = act_out(depthwise(pad(act_in(x + in_bias)), w, stride) + out_bias)
+//   pooled = mean over the output's H, W of out              (the Squeeze-Excitation input)
+//
+// x (N, H, W, C) is the raw output of the 1x1 expand conv (or, with in_act = NONE, the block
+// input as it is), w (KH, KW, C), float32, NHWC. The zero padding applies to the activated input,
+// as in the graph it replaces.
+//
+// Why (efficientnet_jax/kernels/__init__.py has the figures): XLA CPU writes the expand conv's
+// activation into a padded copy, reads it again for the k*k taps and a third time for the SE mean.
+// Here each input row is activated once into a small ring of k rows, the taps read it from cache,
+// and the SE sum is taken while the output is written: one read of x, one write of out.
+//
+// Work is split over (image, output-row band, channel group) items that the calling thread and
+// XLA's intra-op pool take from an atomic counter; a helper that starts after the last item is
+// claimed finds nothing to do, so nobody waits on a task that has not started.
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+typedef float v8 __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+enum Act : int64_t { kNone = 0, kSilu = 1, kRelu = 2, kRelu6 = 3 };
+
+inline v8 splat(float v) { return v8{v, v, v, v, v, v, v, v}; }
+
+inline v8 load8(const float* p) {
+  v8 r;
+  std::memcpy(&r, p, sizeof(r));
+  return r;
+}
+
+inline void store8(float* p, v8 v) { std::memcpy(p, &v, sizeof(v)); }
+
+inline v8 min8(v8 a, v8 b) {
+#if defined(__AVX__)
+  return __builtin_ia32_minps256(a, b);
+#else
+  return a < b ? a : b;
+#endif
+}
+
+inline v8 max8(v8 a, v8 b) {
+#if defined(__AVX__)
+  return __builtin_ia32_maxps256(a, b);
+#else
+  return a > b ? a : b;
+#endif
+}
+
+inline v8 round8(v8 x) {
+#if defined(__AVX__)
+  return __builtin_ia32_roundps256(x, 0x08);  // to nearest, no exceptions
+#else
+  const v8 magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
+  return (x + magic) - magic;
+#endif
+}
+
+// 2^t for t in [-126, 126] (clamped): 2^round(t) from the exponent bits times a degree-5
+// polynomial for 2^f, |f| <= 1/2 (fitted here for relative error, 2.4e-7 in float32). ~13 vector
+// instructions: the SiLU of every expand output is most of this kernel's arithmetic.
+inline v8 exp2_8(v8 t) {
+  t = max8(min8(t, splat(126.0f)), splat(-126.0f));
+  const v8 n = round8(t);
+  const v8 f = t - n;
+  v8 p = splat(0.001327646430581808f);
+  p = p * f + splat(0.009675540961325169f);
+  p = p * f + splat(0.05550713464617729f);
+  p = p * f + splat(0.24022120237350464f);
+  p = p * f + splat(0.6931469440460205f);
+  p = p * f + splat(1.0f);
+  const v8i e = (__builtin_convertvector(n, v8i) + 127) << 23;
+  v8 scale;
+  std::memcpy(&scale, &e, sizeof(scale));
+  return p * scale;
+}
+
+// 1 / d: the hardware estimate (12 bits) and one Newton step (~23 bits) where AVX has it; a
+// division costs several times more and SiLU needs one per element.
+inline v8 recip8(v8 d) {
+#if defined(__AVX__)
+  const v8 r = __builtin_ia32_rcpps256(d);
+  return r * (splat(2.0f) - d * r);
+#else
+  return splat(1.0f) / d;
+#endif
+}
+
+template <int64_t ACT>
+inline v8 act8(v8 x) {
+  if constexpr (ACT == kSilu) {
+    return x * recip8(splat(1.0f) + exp2_8(x * splat(-1.4426950408889634f)));  // x / (1 + e^-x)
+  } else if constexpr (ACT == kRelu) {
+    return x > splat(0.0f) ? x : splat(0.0f);
+  } else if constexpr (ACT == kRelu6) {
+    const v8 y = x > splat(0.0f) ? x : splat(0.0f);
+    return y < splat(6.0f) ? y : splat(6.0f);
+  } else {
+    return x;
+  }
+}
+
+
+struct Problem {
+  const float* x;
+  const float* in_bias;
+  const float* w;
+  const float* out_bias;
+  float* out;
+  float* partial;  // (row bands, N, C) sums of out, reduced by the caller
+  int64_t n, h, w_in, c, kh, kw, stride, pad_top, pad_left, ho, wo;
+  int64_t in_act, out_act;
+  int64_t bands, band_rows, groups, group_ch;
+};
+
+// 8 channels from `src` (only `n` < 8 of them valid at a group's tail; the rest read as zero).
+inline v8 load_part(const float* src, int64_t n) {
+  if (n >= 8) return load8(src);
+  float tmp[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::memcpy(tmp, src, sizeof(float) * n);
+  return load8(tmp);
+}
+
+inline void store_part(float* dst, v8 v, int64_t n) {
+  if (n >= 8) return store8(dst, v);
+  float tmp[8];
+  store8(tmp, v);
+  std::memcpy(dst, tmp, sizeof(float) * n);
+}
+
+// An item's working set, in "vector-major" layout: for each group of 8 channels, a row's pixels
+// lie 8 floats apart, so every tap of the inner loop is a constant offset from one pointer.
+// The last vector of a group whose width is not a multiple of 8 is padded with zero channels.
+struct Tile {
+  int64_t nvec, wp;           // vectors of 8 channels; padded input row width the taps read
+  std::vector<v8> ring;       // kh rows x nvec x wp: activated input rows (ring by row mod kh)
+  std::vector<v8> w, ob, ib;  // nvec x (kh*kw), nvec, nvec
+};
+
+// Activate input row `iy` of image `img`, channels [c0, c0 + cw), into ring slot `dst`. Pixel by
+// pixel (x is read in order; the slot, a few KB per vector, stays in cache for the scattered writes).
+template <int64_t ACT>
+void FillRow(const Problem& p, const Tile& t, int64_t img, int64_t iy, int64_t c0, int64_t cw, v8* dst) {
+  const float* src = p.x + ((img * p.h + iy) * p.w_in) * p.c + c0;
+  const int64_t last = std::min(p.w_in, t.wp - p.pad_left);  // input columns the taps reach
+  const int64_t full = cw / 8, tail = cw % 8;
+  for (int64_t v = 0; v < t.nvec; ++v) {
+    for (int64_t ix = 0; ix < p.pad_left; ++ix) dst[v * t.wp + ix] = splat(0.0f);
+    for (int64_t ix = p.pad_left + last; ix < t.wp; ++ix) dst[v * t.wp + ix] = splat(0.0f);
+  }
+  // Zero-padded lanes have bias 0, and act(0) == 0 for every Act here: they stay zero.
+  for (int64_t ix = 0; ix < last; ++ix) {
+    const float* sp = src + ix * p.c;
+    v8* d = dst + p.pad_left + ix;
+    for (int64_t v = 0; v < full; ++v) {
+      const v8 z = load8(sp + 8 * v);
+      d[v * t.wp] = ACT == kNone ? z : act8<ACT>(z + t.ib[v]);
+    }
+    if (tail) {
+      const v8 z = load_part(sp + 8 * full, tail);
+      d[full * t.wp] = ACT == kNone ? z : act8<ACT>(z + t.ib[full]);
+    }
+  }
+}
+
+// One output row for one vector of 8 channels: OX output pixels at a time, so each weight vector
+// is loaded once per OX pixels and, at stride 1, each input vector once per OX + KW - 1 taps.
+// `rows[dy]` point at this vector's activated input rows (nullptr: a padding row).
+template <int KW, int S, int64_t ACT>
+inline void RowVec(const Problem& p, const v8* const* rows, const v8* w, v8 bias, v8& sum, float* orow,
+                   int64_t n) {
+  constexpr int OX = 4;
+  const int64_t kw = KW > 0 ? KW : p.kw;
+  const int64_t s = S > 0 ? S : p.stride;
+  int64_t ox = 0;
+  for (; ox + OX <= p.wo; ox += OX) {
+    v8 acc[OX];
+    for (int j = 0; j < OX; ++j) acc[j] = bias;
+    for (int64_t dy = 0; dy < p.kh; ++dy) {
+      if (rows[dy] == nullptr) continue;
+      const v8* ip = rows[dy] + ox * s;
+      const v8* wq = w + dy * kw;
+      for (int64_t dx = 0; dx < kw; ++dx) {
+        const v8 wv = wq[dx];
+        for (int j = 0; j < OX; ++j) acc[j] += ip[j * s + dx] * wv;
+      }
+    }
+    for (int j = 0; j < OX; ++j) {
+      const v8 y = act8<ACT>(acc[j]);
+      store_part(orow + (ox + j) * p.c, y, n);
+      sum += y;
+    }
+  }
+  for (; ox < p.wo; ++ox) {
+    v8 acc = bias;
+    for (int64_t dy = 0; dy < p.kh; ++dy) {
+      if (rows[dy] == nullptr) continue;
+      for (int64_t dx = 0; dx < kw; ++dx) acc += rows[dy][ox * s + dx] * w[dy * kw + dx];
+    }
+    const v8 y = act8<ACT>(acc);
+    store_part(orow + ox * p.c, y, n);
+    sum += y;
+  }
+}
+
+template <int KW, int S, int64_t ACT>
+void Row(const Problem& p, const Tile& t, const v8* const* slots, int64_t cw, v8* sums, float* orow) {
+  const v8* rows[16];
+  for (int64_t v = 0; v < t.nvec; ++v) {
+    for (int64_t dy = 0; dy < p.kh; ++dy) rows[dy] = slots[dy] ? slots[dy] + v * t.wp : nullptr;
+    v8 sum = sums[v];
+    // A zero-padded channel computes act(0 + 0): silu and relu keep it 0, and store_part and the
+    // caller's pooled copy only take the valid lanes.
+    RowVec<KW, S, ACT>(p, rows, t.w.data() + v * p.kh * p.kw, t.ob[v], sum, orow + 8 * v,
+                  std::min<int64_t>(8, cw - 8 * v));
+    sums[v] = sum;
+  }
+}
+
+// Specialised for the family's 3x3 / 5x5 kernels at stride 1 / 2; any other shape runs generic.
+template <int64_t ACT>
+void RowAnyShape(const Problem& p, const Tile& t, const v8* const* slots, int64_t cw, v8* sums, float* orow) {
+  if (p.kw == 3 && p.stride == 1) Row<3, 1, ACT>(p, t, slots, cw, sums, orow);
+  else if (p.kw == 3 && p.stride == 2) Row<3, 2, ACT>(p, t, slots, cw, sums, orow);
+  else if (p.kw == 5 && p.stride == 1) Row<5, 1, ACT>(p, t, slots, cw, sums, orow);
+  else if (p.kw == 5 && p.stride == 2) Row<5, 2, ACT>(p, t, slots, cw, sums, orow);
+  else Row<0, 0, ACT>(p, t, slots, cw, sums, orow);
+}
+
+void RunItem(const Problem& p, int64_t item, Tile& t) {
+  const int64_t group = item % p.groups;
+  const int64_t band = (item / p.groups) % p.bands;
+  const int64_t img = item / (p.groups * p.bands);
+  const int64_t c0 = group * p.group_ch;
+  const int64_t cw = std::min(p.group_ch, p.c - c0);
+  if (cw <= 0) return;
+  const int64_t oy0 = band * p.band_rows;
+  const int64_t oy1 = std::min(p.ho, oy0 + p.band_rows);
+  const int64_t taps = p.kh * p.kw;
+  t.nvec = (cw + 7) / 8;
+  t.wp = (p.wo - 1) * p.stride + p.kw;
+  t.ring.resize(static_cast<size_t>(p.kh * t.nvec * t.wp));
+  t.w.resize(static_cast<size_t>(t.nvec * taps));
+  t.ob.resize(t.nvec);
+  t.ib.resize(t.nvec);
+  for (int64_t v = 0; v < t.nvec; ++v) {
+    const int64_t n = std::min<int64_t>(8, cw - 8 * v);
+    for (int64_t k = 0; k < taps; ++k) t.w[v * taps + k] = load_part(p.w + k * p.c + c0 + 8 * v, n);
+    t.ob[v] = load_part(p.out_bias + c0 + 8 * v, n);
+    t.ib[v] = load_part(p.in_bias + c0 + 8 * v, n);
+  }
+  std::vector<v8> sums(t.nvec, splat(0.0f));
+  int64_t slot_row[16];
+  std::fill(slot_row, slot_row + 16, INT64_MIN);  // which input row each ring slot holds
+  const v8* slots[16];
+
+  for (int64_t oy = oy0; oy < oy1; ++oy) {
+    for (int64_t dy = 0; dy < p.kh; ++dy) {
+      const int64_t iy = oy * p.stride + dy - p.pad_top;
+      if (iy < 0 || iy >= p.h) {
+        slots[dy] = nullptr;  // a padding row: its taps add zero
+        continue;
+      }
+      const int64_t s = iy % p.kh;  // the kh rows of a window are distinct mod kh
+      v8* buf = t.ring.data() + s * t.nvec * t.wp;
+      if (slot_row[s] != iy) {
+        switch (p.in_act) {
+          case kSilu: FillRow<kSilu>(p, t, img, iy, c0, cw, buf); break;
+          case kRelu: FillRow<kRelu>(p, t, img, iy, c0, cw, buf); break;
+          case kRelu6: FillRow<kRelu6>(p, t, img, iy, c0, cw, buf); break;
+          default: FillRow<kNone>(p, t, img, iy, c0, cw, buf); break;
+        }
+        slot_row[s] = iy;
+      }
+      slots[dy] = buf;
+    }
+    float* orow = p.out + ((img * p.ho + oy) * p.wo) * p.c + c0;
+    switch (p.out_act) {
+      case kSilu: RowAnyShape<kSilu>(p, t, slots, cw, sums.data(), orow); break;
+      case kRelu: RowAnyShape<kRelu>(p, t, slots, cw, sums.data(), orow); break;
+      case kRelu6: RowAnyShape<kRelu6>(p, t, slots, cw, sums.data(), orow); break;
+      default: RowAnyShape<kNone>(p, t, slots, cw, sums.data(), orow); break;
+    }
+  }
+  float* psum = p.partial + (band * p.n + img) * p.c + c0;
+  for (int64_t v = 0; v < t.nvec; ++v) store_part(psum + 8 * v, sums[v], std::min<int64_t>(8, cw - 8 * v));
+}
+
+struct Shared {
+  Problem p;
+  int64_t items;
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> done{0};
+};
+
+void Drain(Shared& s) {
+  Tile tile;
+  for (int64_t i = s.next.fetch_add(1); i < s.items; i = s.next.fetch_add(1)) {
+    RunItem(s.p, i, tile);
+    s.done.fetch_add(1, std::memory_order_release);
+  }
+}
+
+ffi::Error FusedDepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> in_bias,
+                              ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> out_bias,
+                              ffi::ResultBuffer<ffi::F32> out, ffi::ResultBuffer<ffi::F32> pooled,
+                              int64_t stride, int64_t pad_top, int64_t pad_left, int64_t in_act,
+                              int64_t out_act) {
+  auto xd = x.dimensions(), wd = w.dimensions(), od = out->dimensions();
+  if (xd.size() != 4 || wd.size() != 3 || od.size() != 4) {
+    return ffi::Error::InvalidArgument("fused_depthwise: x and out must be NHWC, w (KH, KW, C)");
+  }
+  Problem p{};
+  p.n = xd[0], p.h = xd[1], p.w_in = xd[2], p.c = xd[3];
+  p.kh = wd[0], p.kw = wd[1], p.ho = od[1], p.wo = od[2];
+  if (p.kh > 16 || p.kw > 16) {
+    return ffi::Error::InvalidArgument("fused_depthwise: kernels up to 16x16");
+  }
+  if (wd[2] != p.c || od[0] != p.n || od[3] != p.c || in_bias.element_count() != p.c ||
+      out_bias.element_count() != p.c || pooled->element_count() != p.n * p.c || stride < 1) {
+    return ffi::Error::InvalidArgument("fused_depthwise: inconsistent shapes");
+  }
+  p.x = x.typed_data(), p.in_bias = in_bias.typed_data(), p.w = w.typed_data();
+  p.out_bias = out_bias.typed_data(), p.out = out->typed_data();
+  p.stride = stride, p.pad_top = pad_top, p.pad_left = pad_left, p.in_act = in_act, p.out_act = out_act;
+  if (p.n == 0 || p.ho == 0 || p.wo == 0 || p.c == 0) return ffi::Error::Success();
+
+  // Items: about 4 per thread, channel groups of >= 64 first (no halo rows to recompute), then
+  // row bands of >= k rows (each band activates k - stride rows its neighbour also activates).
+  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  const int64_t want = 4 * threads;
+  const int64_t max_groups = (p.c + 63) / 64;
+  p.groups = std::clamp<int64_t>((want + p.n - 1) / p.n, 1, max_groups);
+  p.group_ch = ((p.c + p.groups - 1) / p.groups + 7) / 8 * 8;
+  p.groups = (p.c + p.group_ch - 1) / p.group_ch;
+  const int64_t per_image = std::max<int64_t>(1, (want + p.n * p.groups - 1) / (p.n * p.groups));
+  p.band_rows = std::max<int64_t>(std::max<int64_t>(p.kh, 4), (p.ho + per_image - 1) / per_image);
+  p.bands = (p.ho + p.band_rows - 1) / p.band_rows;
+
+  std::vector<float> partial(static_cast<size_t>(p.bands * p.n * p.c));
+  p.partial = partial.data();
+  auto shared = std::make_shared<Shared>();
+  shared->p = p;
+  shared->items = p.n * p.bands * p.groups;
+  const int64_t helpers = std::min<int64_t>(threads, shared->items) - 1;
+  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([shared] { Drain(*shared); });
+  Drain(*shared);
+  while (shared->done.load(std::memory_order_acquire) < shared->items) std::this_thread::yield();
+
+  float* pool_out = pooled->typed_data();
+  const float inv = 1.0f / static_cast<float>(p.ho * p.wo);
+  for (int64_t img = 0; img < p.n; ++img) {
+    for (int64_t ch = 0; ch < p.c; ++ch) {
+      float sum = 0.0f;
+      for (int64_t b = 0; b < p.bands; ++b) sum += partial[(b * p.n + img) * p.c + ch];
+      pool_out[img * p.c + ch] = sum * inv;
+    }
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EfficientNetJaxFusedDepthwise, FusedDepthwiseImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("stride")
+                                  .Attr<int64_t>("pad_top")
+                                  .Attr<int64_t>("pad_left")
+                                  .Attr<int64_t>("in_act")
+                                  .Attr<int64_t>("out_act"));

@@ -1,0 +1,94 @@
+"""Folded inference through the fused depthwise kernel: the same logits as model.apply, and only
+where it belongs (folded, float32, CPU; never in training or with dw_impl='xla'/'shift')."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from efficientnet_jax import create_model, init_variables, kernels
+from efficientnet_jax.inference import inference_fn
+from efficientnet_jax.kernels import build
+from efficientnet_jax.models.fold import fold_batch_norm
+from efficientnet_jax.models.spec import build_blocks
+
+pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="a CPU kernel")
+
+TARGET = "efficientnet_jax_fused_depthwise"
+SMALL = dict(width_mult=0.25, depth_mult=0.25, num_classes=7)
+
+
+def _perturbed(model, size):
+    """Variables whose BN statistics and affine parameters are far from (0, 1), as in test_fold."""
+    v = init_variables(model, jax.random.key(1))
+    rng = np.random.default_rng(2)
+
+    def perturb(path, a):
+        name, a = path[-1].key, np.asarray(a)
+        u = rng.uniform(size=a.shape).astype(np.float32)
+        if name in ("var", "scale"):
+            return a * (0.5 + u)
+        if name in ("mean", "bias") and len(path) > 1 and "bn" in path[-2].key:
+            return a + u - 0.5
+        return a
+
+    x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
+    return jax.tree_util.tree_map_with_path(perturb, dict(v)), x
+
+
+def _folded_hlo(model, v, x) -> str:
+    fmodel, fv = fold_batch_norm(model, v)
+    return jax.jit(lambda x: fmodel.apply(fv, x, train=False)).lower(x).as_text()
+
+
+# V1 (SE, swish, 3x3 and 5x5, a stage without expand), Lite (relu6, no SE), V2 (Fused-MBConv
+# stages, then MBConv with SE).
+@pytest.mark.parametrize("name,size", [("efficientnet_b0", 64), ("efficientnet_lite0", 64), ("efficientnetv2_b0", 64)])
+def test_deployed_form_uses_the_kernel_and_matches_apply(name, size):
+    model = create_model(name, **SMALL)  # dw_impl='auto'
+    v, x = _perturbed(model, size)
+    want = jax.jit(lambda v, x: model.apply(v, x, train=False))(v, x)
+    hlo = _folded_hlo(model, v, x)
+    n_mbconv = sum(1 for b in build_blocks(model.spec) if b.block == "mbconv")
+    assert n_mbconv > 0 and hlo.count(f"custom_call @{TARGET}(") == n_mbconv  # every MBConv
+    got = inference_fn(model, v)(x)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    # The XLA lowering of the same folded model: the kernel changes nothing but the speed.
+    xla = inference_fn(model.clone(dw_impl="shift"), v)(x)
+    np.testing.assert_allclose(got, xla, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dw_impl", ["xla", "shift"])
+def test_other_lowerings_keep_xla(dw_impl):
+    model = create_model("efficientnet_b0", dw_impl=dw_impl, **SMALL)
+    v, x = _perturbed(model, 32)
+    assert TARGET not in _folded_hlo(model, v, x)
+
+
+def test_never_in_training_or_unfolded():
+    model = create_model("efficientnet_b0", dw_impl="cpu_kernel", **SMALL)
+    v, x = _perturbed(model, 32)
+    assert TARGET not in jax.jit(lambda x: model.apply(v, x, train=False)).lower(x).as_text()
+
+    def loss(params):
+        out, _ = model.apply(dict(v, params=params), x, train=True, mutable=["batch_stats"],
+                             rngs={"dropout": jax.random.key(3)})
+        return jnp.sum(out)
+
+    assert TARGET not in jax.jit(jax.grad(loss)).lower(v["params"]).as_text()
+
+
+def test_bfloat16_keeps_xla():
+    model = create_model("efficientnet_b0", dtype="bfloat16", **SMALL)
+    v, x = _perturbed(model, 32)
+    assert TARGET not in _folded_hlo(model, v, x)
+
+
+def test_auto_falls_back_when_the_kernel_cannot_be_built(monkeypatch):
+    monkeypatch.setattr(build, "_state", {})
+    monkeypatch.setenv("EFFICIENTNET_JAX_CPU_KERNELS", "0")
+    model = create_model("efficientnet_b0", **SMALL)
+    v, x = _perturbed(model, 32)
+    assert TARGET not in _folded_hlo(model, v, x)
+    with pytest.raises(kernels.KernelUnavailable, match="disabled"):  # 'cpu_kernel' insists
+        _folded_hlo(model.clone(dw_impl="cpu_kernel"), v, x)
