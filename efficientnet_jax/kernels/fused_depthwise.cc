@@ -17,104 +17,17 @@
 // claimed finds nothing to do, so nobody waits on a task that has not started.
 
 #include <algorithm>
-#include <atomic>
-#include <cmath>
 #include <cstdint>
-#include <cstring>
-#include <memory>
-#include <thread>
 #include <vector>
 
+#include "common.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 
 namespace {
 
-typedef float v8 __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-
-enum Act : int64_t { kNone = 0, kSilu = 1, kRelu = 2, kRelu6 = 3 };
-
-inline v8 splat(float v) { return v8{v, v, v, v, v, v, v, v}; }
-
-inline v8 load8(const float* p) {
-  v8 r;
-  std::memcpy(&r, p, sizeof(r));
-  return r;
-}
-
-inline void store8(float* p, v8 v) { std::memcpy(p, &v, sizeof(v)); }
-
-inline v8 min8(v8 a, v8 b) {
-#if defined(__AVX__)
-  return __builtin_ia32_minps256(a, b);
-#else
-  return a < b ? a : b;
-#endif
-}
-
-inline v8 max8(v8 a, v8 b) {
-#if defined(__AVX__)
-  return __builtin_ia32_maxps256(a, b);
-#else
-  return a > b ? a : b;
-#endif
-}
-
-inline v8 round8(v8 x) {
-#if defined(__AVX__)
-  return __builtin_ia32_roundps256(x, 0x08);  // to nearest, no exceptions
-#else
-  const v8 magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
-  return (x + magic) - magic;
-#endif
-}
-
-// 2^t for t in [-126, 126] (clamped): 2^round(t) from the exponent bits times a degree-5
-// polynomial for 2^f, |f| <= 1/2 (fitted here for relative error, 2.4e-7 in float32). ~13 vector
-// instructions: the SiLU of every expand output is most of this kernel's arithmetic.
-inline v8 exp2_8(v8 t) {
-  t = max8(min8(t, splat(126.0f)), splat(-126.0f));
-  const v8 n = round8(t);
-  const v8 f = t - n;
-  v8 p = splat(0.001327646430581808f);
-  p = p * f + splat(0.009675540961325169f);
-  p = p * f + splat(0.05550713464617729f);
-  p = p * f + splat(0.24022120237350464f);
-  p = p * f + splat(0.6931469440460205f);
-  p = p * f + splat(1.0f);
-  const v8i e = (__builtin_convertvector(n, v8i) + 127) << 23;
-  v8 scale;
-  std::memcpy(&scale, &e, sizeof(scale));
-  return p * scale;
-}
-
-// 1 / d: the hardware estimate (12 bits) and one Newton step (~23 bits) where AVX has it; a
-// division costs several times more and SiLU needs one per element.
-inline v8 recip8(v8 d) {
-#if defined(__AVX__)
-  const v8 r = __builtin_ia32_rcpps256(d);
-  return r * (splat(2.0f) - d * r);
-#else
-  return splat(1.0f) / d;
-#endif
-}
-
-template <int64_t ACT>
-inline v8 act8(v8 x) {
-  if constexpr (ACT == kSilu) {
-    return x * recip8(splat(1.0f) + exp2_8(x * splat(-1.4426950408889634f)));  // x / (1 + e^-x)
-  } else if constexpr (ACT == kRelu) {
-    return x > splat(0.0f) ? x : splat(0.0f);
-  } else if constexpr (ACT == kRelu6) {
-    const v8 y = x > splat(0.0f) ? x : splat(0.0f);
-    return y < splat(6.0f) ? y : splat(6.0f);
-  } else {
-    return x;
-  }
-}
-
+using namespace efficientnet_jax_kernels;  // NOLINT: this file's vocabulary
 
 struct Problem {
   const float* x;
@@ -127,21 +40,6 @@ struct Problem {
   int64_t in_act, out_act;
   int64_t bands, band_rows, groups, group_ch;
 };
-
-// 8 channels from `src` (only `n` < 8 of them valid at a group's tail; the rest read as zero).
-inline v8 load_part(const float* src, int64_t n) {
-  if (n >= 8) return load8(src);
-  float tmp[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  std::memcpy(tmp, src, sizeof(float) * n);
-  return load8(tmp);
-}
-
-inline void store_part(float* dst, v8 v, int64_t n) {
-  if (n >= 8) return store8(dst, v);
-  float tmp[8];
-  store8(tmp, v);
-  std::memcpy(dst, tmp, sizeof(float) * n);
-}
 
 // An item's working set, in "vector-major" layout: for each group of 8 channels, a row's pixels
 // lie 8 floats apart, so every tap of the inner loop is a constant offset from one pointer.
@@ -301,21 +199,6 @@ void RunItem(const Problem& p, int64_t item, Tile& t) {
   for (int64_t v = 0; v < t.nvec; ++v) store_part(psum + 8 * v, sums[v], std::min<int64_t>(8, cw - 8 * v));
 }
 
-struct Shared {
-  Problem p;
-  int64_t items;
-  std::atomic<int64_t> next{0};
-  std::atomic<int64_t> done{0};
-};
-
-void Drain(Shared& s) {
-  Tile tile;
-  for (int64_t i = s.next.fetch_add(1); i < s.items; i = s.next.fetch_add(1)) {
-    RunItem(s.p, i, tile);
-    s.done.fetch_add(1, std::memory_order_release);
-  }
-}
-
 ffi::Error FusedDepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> in_bias,
                               ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> out_bias,
                               ffi::ResultBuffer<ffi::F32> out, ffi::ResultBuffer<ffi::F32> pooled,
@@ -342,8 +225,7 @@ ffi::Error FusedDepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi
 
   // Items: about 4 per thread, channel groups of >= 64 first (no halo rows to recompute), then
   // row bands of >= k rows (each band activates k - stride rows its neighbour also activates).
-  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
-  const int64_t want = 4 * threads;
+  const int64_t want = 4 * std::max<int64_t>(1, pool.num_threads());
   const int64_t max_groups = (p.c + 63) / 64;
   p.groups = std::clamp<int64_t>((want + p.n - 1) / p.n, 1, max_groups);
   p.group_ch = ((p.c + p.groups - 1) / p.groups + 7) / 8 * 8;
@@ -354,13 +236,10 @@ ffi::Error FusedDepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi
 
   std::vector<float> partial(static_cast<size_t>(p.bands * p.n * p.c));
   p.partial = partial.data();
-  auto shared = std::make_shared<Shared>();
-  shared->p = p;
-  shared->items = p.n * p.bands * p.groups;
-  const int64_t helpers = std::min<int64_t>(threads, shared->items) - 1;
-  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([shared] { Drain(*shared); });
-  Drain(*shared);
-  while (shared->done.load(std::memory_order_acquire) < shared->items) std::this_thread::yield();
+  ParallelFor(pool, p.n * p.bands * p.groups, [&p](int64_t item) {
+    thread_local Tile tile;  // kept across calls: no allocation per call once warm
+    RunItem(p, item, tile);
+  });
 
   float* pool_out = pooled->typed_data();
   const float inv = 1.0f / static_cast<float>(p.ho * p.wo);

@@ -11,10 +11,9 @@ from typing import Optional
 import jax.numpy as jnp
 from flax import linen as nn
 
-from efficientnet_jax.kernels import FUSED_ACTS
 from efficientnet_jax.models.layers import (
-    Array, Conv2d, DepthwiseConv2d, DropPath, FusedDepthwiseConv2d, LayerOptions, batch_norm, get_activation,
-    use_fused_kernel,
+    Array, Conv2d, DepthwiseConv2d, DropPath, FusedDepthwiseConv2d, LayerOptions, batch_norm, folded_bias,
+    get_activation, use_cpu_kernels,
 )
 from efficientnet_jax.models.conv_bn import use_conv_bn
 from efficientnet_jax.models.spec import BlockConfig
@@ -59,7 +58,7 @@ class MBConv(nn.Module):
         cfg, opts = self.cfg, self.opts
         act = get_activation(opts.act)
         shortcut = x
-        fused = self._fused_kernel(x, train)
+        fused = use_cpu_kernels(opts, train, x)
         in_bias = None
         if cfg.expand_ratio != 1:
             expand = Conv2d(cfg.mid_channels, dtype=opts.dtype, name="expand_conv")
@@ -67,7 +66,7 @@ class MBConv(nn.Module):
             y = expand(x)
             kernel = expand.variables["params"]["kernel"]
             if fused:  # bias and activation are applied inside the kernel
-                x, in_bias = y, _folded_bias(bn, cfg.mid_channels)
+                x, in_bias = y, folded_bias(bn, cfg.mid_channels)
             elif train and use_conv_bn(kernel.shape):
                 # In a CPU training step the BN takes the conv's input and kernel (conv_bn.py: the
                 # wide map is never re-read); `y` is then unused and XLA drops it.
@@ -76,7 +75,7 @@ class MBConv(nn.Module):
                 x = act(bn(y))
         pooled = None
         if fused:
-            dw_bias = _folded_bias(batch_norm(opts, train, "dw_bn"), cfg.mid_channels)
+            dw_bias = folded_bias(batch_norm(opts, train, "dw_bn"), cfg.mid_channels)
             x, pooled = FusedDepthwiseConv2d(cfg.kernel, cfg.stride, opts.padding, name="dw_conv")(
                 x, in_bias, opts.act if in_bias is not None else "identity", dw_bias, opts.act)
         else:
@@ -95,21 +94,6 @@ class MBConv(nn.Module):
         if cfg.has_skip:
             x = DropPath(cfg.drop_path_rate, name="drop_path")(x, train) + shortcut
         return x
-
-
-    def _fused_kernel(self, x: Array, train: bool) -> bool:
-        """Folded float32 inference with an activation the kernel has, and dw_impl allowing it."""
-        opts = self.opts
-        if train or not opts.bn_folded or opts.act not in FUSED_ACTS:
-            return False
-        if jnp.dtype(opts.dtype or jnp.float32) != jnp.float32 or x.dtype != jnp.float32:
-            return False
-        return use_fused_kernel(opts.dw_impl)
-
-
-def _folded_bias(bn, channels: int) -> Array:
-    """A folded BatchNorm's bias (it computes `x + bias`, so of zeros: the bias; XLA folds it)."""
-    return bn(jnp.zeros((channels,), jnp.float32))
 
 
 class FusedMBConv(nn.Module):

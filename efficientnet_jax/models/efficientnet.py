@@ -12,7 +12,8 @@ from flax import linen as nn
 
 from efficientnet_jax.models.blocks import BLOCKS
 from efficientnet_jax.models.layers import (
-    Array, Conv2d, LayerOptions, batch_norm, dense_kernel_init, get_activation,
+    Array, Conv2d, FusedConv2d, LayerOptions, batch_norm, dense_kernel_init, folded_bias, get_activation,
+    use_cpu_kernels,
 )
 from efficientnet_jax.models.spec import ModelSpec, build_blocks
 
@@ -66,8 +67,12 @@ class EfficientNet(nn.Module):
         if x.shape[-1] != 3:
             raise ValueError(f"{spec.name}: expected 3 channels last (NHWC), got shape {x.shape}")
 
-        x = Conv2d(spec.stem_out, 3, 2, spec.padding, dtype=self.dtype, name="stem_conv")(x)
-        x = act(batch_norm(opts, train, "stem_bn")(x))
+        if use_cpu_kernels(opts, train, x):  # folded inference on CPU: conv + bias + act in one kernel
+            bias = folded_bias(batch_norm(opts, train, "stem_bn"), spec.stem_out)
+            x = FusedConv2d(spec.stem_out, 3, 2, spec.padding, name="stem_conv")(x, bias, spec.act)
+        else:
+            x = Conv2d(spec.stem_out, 3, 2, spec.padding, dtype=self.dtype, name="stem_conv")(x)
+            x = act(batch_norm(opts, train, "stem_bn")(x))
 
         features, stride = {2: x}, 2
         for cfg in build_blocks(spec):

@@ -183,6 +183,41 @@ class FusedDepthwiseConv2d(nn.Module):
         return fused_depthwise(x, kernel, out_bias, self.stride, pads, out_act, in_bias, in_act)
 
 
+class FusedConv2d(nn.Module):
+    """Inference-only `act(conv(x) + bias)` as the CPU stem kernel (efficientnet_jax/kernels): a
+    direct convolution for few input channels. Its one parameter is Conv2d's `kernel`."""
+
+    features: int
+    kernel: int = 3
+    stride: int = 1
+    padding: str = "same"
+
+    @nn.compact
+    def __call__(self, x: Array, bias: Array, act: str) -> Array:
+        from efficientnet_jax.kernels import fused_stem
+
+        kernel = self.param("kernel", conv_kernel_init(), (self.kernel, self.kernel, x.shape[-1], self.features))
+        pads = [conv_padding(x.shape[i], self.kernel, self.stride, self.padding) for i in (1, 2)]
+        return fused_stem(x, kernel, bias, self.stride, pads, act)
+
+
+def use_cpu_kernels(opts: LayerOptions, train: bool, x: Array) -> bool:
+    """Run this layer as a fused CPU kernel? Folded float32 inference, an activation the kernels
+    have, and a dw_impl that allows them ('auto' on CPU when they build, or 'cpu_kernel')."""
+    from efficientnet_jax.kernels import FUSED_ACTS
+
+    if train or not opts.bn_folded or opts.act not in FUSED_ACTS:
+        return False
+    if jnp.dtype(opts.dtype or jnp.float32) != jnp.float32 or x.dtype != jnp.float32:
+        return False
+    return use_fused_kernel(opts.dw_impl)
+
+
+def folded_bias(bn: nn.Module, channels: int) -> Array:
+    """A folded BatchNorm's bias (it computes `x + bias`, so of zeros: the bias; XLA folds it)."""
+    return bn(jnp.zeros((channels,), jnp.float32))
+
+
 def batch_norm(opts: LayerOptions, train: bool, name: str) -> BatchNorm:
     """BatchNorm with fp32 params and statistics; global statistics under jit + sharding."""
     return BatchNorm(

@@ -15,6 +15,7 @@ from efficientnet_jax.models.spec import build_blocks
 pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="a CPU kernel")
 
 TARGET = "efficientnet_jax_fused_depthwise"
+STEM = "efficientnet_jax_fused_stem"
 SMALL = dict(width_mult=0.25, depth_mult=0.25, num_classes=7)
 
 
@@ -51,6 +52,7 @@ def test_deployed_form_uses_the_kernel_and_matches_apply(name, size):
     hlo = _folded_hlo(model, v, x)
     n_mbconv = sum(1 for b in build_blocks(model.spec) if b.block == "mbconv")
     assert n_mbconv > 0 and hlo.count(f"custom_call @{TARGET}(") == n_mbconv  # every MBConv
+    assert hlo.count(f"custom_call @{STEM}(") == 1
     got = inference_fn(model, v)(x)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     # The XLA lowering of the same folded model: the kernel changes nothing but the speed.
@@ -62,7 +64,8 @@ def test_deployed_form_uses_the_kernel_and_matches_apply(name, size):
 def test_other_lowerings_keep_xla(dw_impl):
     model = create_model("efficientnet_b0", dw_impl=dw_impl, **SMALL)
     v, x = _perturbed(model, 32)
-    assert TARGET not in _folded_hlo(model, v, x)
+    hlo = _folded_hlo(model, v, x)
+    assert TARGET not in hlo and STEM not in hlo
 
 
 def test_never_in_training_or_unfolded():
