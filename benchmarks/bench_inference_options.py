@@ -1,4 +1,5 @@
-"""What `efficientnet_jax.inference_fn`'s options buy: BN folded, constant weights, compiler options.
+"""What `efficientnet_jax.inference_fn`'s pieces buy: BN folded, constant weights, compiler options,
+and (with BN folded, on CPU) the fused C++ kernels of efficientnet_jax/kernels.
 
     python benchmarks/bench_inference_options.py                      # B0 @224, batches 1 and 32
     python benchmarks/bench_inference_options.py --model efficientnet_b3 --batches 1
@@ -15,13 +16,14 @@ import time
 
 from efficientnet_jax.host_memory import configure_host_malloc
 
-FORMS = (  # (label, inference_fn keywords); None: model.apply with the variables as arguments
-    ("model.apply", None),
-    ("BN folded", dict(fold_bn=True, constant_weights=False, compiler_options={})),
-    ("constant weights", dict(fold_bn=False, constant_weights=True, compiler_options={})),
-    ("folded + constant", dict(fold_bn=True, constant_weights=True, compiler_options={})),
-    ("compiler options alone", dict(fold_bn=False, constant_weights=False)),
-    ("inference_fn (all three)", dict()),
+FORMS = (  # (label, inference_fn keywords, dw_impl); None: model.apply with the variables as arguments
+    ("model.apply", None, "auto"),
+    ("BN folded", dict(fold_bn=True, constant_weights=False, compiler_options={}), "shift"),
+    ("constant weights", dict(fold_bn=False, constant_weights=True, compiler_options={}), "shift"),
+    ("folded + constant", dict(fold_bn=True, constant_weights=True, compiler_options={}), "shift"),
+    ("compiler options alone", dict(fold_bn=False, constant_weights=False), "shift"),
+    ("all three, no CPU kernels", dict(), "shift"),
+    ("inference_fn (all three + CPU kernels)", dict(), "auto"),
 )
 
 
@@ -51,13 +53,13 @@ def main() -> None:
     for batch in a.batches:
         x = jax.device_put(np.random.default_rng(0).standard_normal((batch, r, r, 3), np.float32))
         fns, compile_s, diffs = {}, {}, {}
-        for label, kw in FORMS:
+        for label, kw, dw_impl in FORMS:
             t0 = time.perf_counter()
             if kw is None:
                 apply = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, x).compile()
                 fn = lambda apply=apply: apply(variables, x)  # noqa: E731
             else:
-                fwd = inference_fn(model, variables, **kw)
+                fwd = inference_fn(model.clone(dw_impl=dw_impl), variables, **kw)
                 fn = lambda fwd=fwd: fwd(x)  # noqa: E731
             out = np.asarray(fn())
             compile_s[label] = time.perf_counter() - t0

@@ -1,5 +1,6 @@
 """A deployment-style forward: BN folded into the convs, weights compiled in, CPU dots on XLA's own
-emitter.
+emitter, and on CPU the fused C++ kernels of `efficientnet_jax/kernels` for every MBConv's middle
+and the stem (the folded model's `dw_impl='auto'`; `'shift'` keeps XLA's lowering).
 
     fwd = inference_fn(model, variables)      # variables: {'params', 'batch_stats'}
     logits = fwd(images)                      # NHWC float32, normalised as for model.apply
@@ -9,17 +10,19 @@ compiler options on a jit nested in another); inside your own jitted code call `
 
 What each piece buys, B0 @224 float32 on 2 CPU cores (XLA CPU, jaxlib 0.10.2), measured with
 `python benchmarks/bench_inference_options.py` (all forms compiled in one process, alternated;
-2026-12-06, 40 rounds at batch 1, 10 at batch 32):
+2026-12-06 evening, 100 rounds at batch 1, 8 at batch 32):
 
-- batch 1: `model.apply` 18.7 ms, BN folded 1.04x, weights as constants 1.06x, both 1.08x,
-  `CPU_COMPILER_OPTIONS` alone 1.13x, all three (this function) 15.4 ms, 1.21x. The fold and
-  the constants save per-call work (311 argument buffers, 49 per-channel rsqrt fusions; ONNX
-  Runtime's export does the same: folded BN, pre-packed initializers); the options send the 1x1
-  convs and the classifier to XLA's own dot emitter instead of YNNPACK fusions (YNNPACK keeps
-  the reductions), which is faster on these small GEMMs.
-- batch 32: every form within 0.98-1.05x of `model.apply` (376 ms): the per-call savings vanish
-  and the big GEMMs run about as fast either way. Training steps are ~5 % slower with the
-  options (their weight-gradient GEMMs like YNNPACK), so only this inference program uses them.
+- batch 1: `model.apply` 13.2 ms, BN folded 1.06x, weights as constants 1.09x, both 1.10x,
+  `CPU_COMPILER_OPTIONS` alone 1.08x, all three 1.20x, and with the CPU kernels (this function's
+  default on CPU) 9.9 ms, 1.34x. The fold and the constants save per-call work (311 argument
+  buffers, 49 per-channel rsqrt fusions; ONNX Runtime's export does the same: folded BN,
+  pre-packed initializers); the options send the 1x1 convs and the classifier to XLA's own dot
+  emitter instead of YNNPACK fusions (YNNPACK keeps the reductions), which is faster on these
+  small GEMMs; the kernels fuse what XLA CPU cannot (efficientnet_jax/kernels).
+- batch 32: `model.apply` 377 ms; the three XLA-side pieces 1.05-1.11x (the per-call savings
+  vanish and the big GEMMs run about as fast either way), the kernels 257 ms, 1.46x. Training
+  steps are ~5 % slower with the options (their weight-gradient GEMMs like YNNPACK), so only this
+  inference program uses them.
 
 The price of constant weights: every input shape compiles its own program holding a copy of the
 weights (B0: 21 MB; B7: 267 MB), and new weights need a new `inference_fn`. With
