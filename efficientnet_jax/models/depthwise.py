@@ -8,9 +8,10 @@ Impls ('auto' picks per backend, see `resolve_dw_impl`):
   'shift'           shift-form forward with a hand-written backward (jax.custom_vjp).
   'shift_autodiff'  the same forward, differentiated by JAX.
   'cpu_kernel'      at inference with BN folded, MBConv's expand activation + depthwise + BN + act
-                    + SE mean as one C++ kernel (efficientnet_jax/kernels; required, an error if
-                    it cannot be built); everywhere else 'shift'. 'auto' uses the kernel on CPU
-                    when it can be built and 'shift' otherwise.
+                    + SE mean as one C++ kernel, and the stem conv + BN + act as another
+                    (efficientnet_jax/kernels; required, an error if they cannot be built);
+                    everywhere else 'shift'. 'auto' uses the kernels on CPU when they can be
+                    built and 'shift' otherwise.
 
 Why a custom backward (XLA CPU, jaxlib 0.10.2; benchmarks/bench_depthwise.py measures it):
 autodiff of the shift form gives dkernel as k*k `reduce(slice(pad(x)) * g)`. XLA hands each
@@ -55,7 +56,7 @@ def resolve_dw_impl(impl: str) -> str:
 
 
 def use_fused_kernel(impl: str) -> bool:
-    """Whether folded inference runs MBConv's depthwise stage as the fused CPU kernel.
+    """Whether folded inference runs MBConv's depthwise stage and the stem as the fused CPU kernels.
 
     'cpu_kernel' insists (KernelUnavailable says why it cannot be built); 'auto' takes it on CPU
     when it can be built. The caller checks the rest (folded BN, float32, a supported activation).
