@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from efficientnet_jax.kernels.build import KernelUnavailable, available, load, unavailable_reason
+from efficientnet_jax.models.depthwise import _out_size  # (padded - k) // stride + 1
 
 __all__ = ["FUSED_ACTS", "KernelUnavailable", "available", "fused_depthwise", "fused_stem", "load", "unavailable_reason"]
 
@@ -33,6 +34,19 @@ Array = jax.Array
 
 # Activation name -> the kernel's code (fused_depthwise.cc `Act`); others use XLA's lowering.
 FUSED_ACTS = {"identity": 0, "swish": 1, "silu": 1, "relu": 2, "relu6": 3}
+
+
+def _check_acts_and_dtype(fn: str, x: Array, **acts: str) -> None:
+    for name, act in acts.items():
+        if act not in FUSED_ACTS:
+            raise ValueError(f"{fn}: {name}={act!r} is not one of {sorted(FUSED_ACTS)}")
+    if x.dtype != jnp.float32:
+        raise ValueError(f"{fn}: float32 only, x is {x.dtype}")
+
+
+def _out_hw(x: Array, kernel: Array, stride: int, pads: Sequence[Tuple[int, int]]) -> Tuple[int, int]:
+    """Output height and width of a kernel over x (NHWC) padded by `pads`, at `stride`."""
+    return tuple(_out_size(x.shape[1 + i] + sum(pads[i]), kernel.shape[i], stride) for i in (0, 1))
 
 
 def fused_depthwise(
@@ -55,24 +69,15 @@ def fused_depthwise(
     load()
     if x.ndim != 4 or kernel.ndim != 4 or kernel.shape[2] != 1 or kernel.shape[3] != x.shape[3]:
         raise ValueError(f"fused_depthwise: x {x.shape} must be NHWC and kernel {kernel.shape} (kh, kw, 1, C)")
-    for name, act in (("in_act", in_act), ("out_act", out_act)):
-        if act not in FUSED_ACTS:
-            raise ValueError(f"fused_depthwise: {name}={act!r} is not one of {sorted(FUSED_ACTS)}")
-    if x.dtype != jnp.float32:
-        raise ValueError(f"fused_depthwise: float32 only, x is {x.dtype}")
-    n, h, w, c = x.shape
-    kh, kw = kernel.shape[:2]
-    (top, bottom), (left, right) = pads
-    ho, wo = (h + top + bottom - kh) // stride + 1, (w + left + right - kw) // stride + 1
-    if in_bias is None:
-        if in_act != "identity":
-            raise ValueError("fused_depthwise: an input activation needs its in_bias")
+    _check_acts_and_dtype("fused_depthwise", x, in_act=in_act, out_act=out_act)
+    n, _, _, c = x.shape
+    ho, wo = _out_hw(x, kernel, stride, pads)
+    if in_act == "identity":
+        if in_bias is not None:  # a bias without activation: added here, XLA fuses it upstream
+            x = x + in_bias.astype(jnp.float32)
         in_bias = jnp.zeros((c,), jnp.float32)
-        in_code = 0
-    else:
-        in_code = FUSED_ACTS[in_act] if in_act != "identity" else -1  # bias only
-    if in_code == -1:  # a bias without activation: fold it into x (XLA fuses the add upstream)
-        x, in_bias, in_code = x + in_bias.astype(jnp.float32), jnp.zeros((c,), jnp.float32), 0
+    elif in_bias is None:
+        raise ValueError("fused_depthwise: an input activation needs its in_bias")
     call = jax.ffi.ffi_call(
         "efficientnet_jax_fused_depthwise",
         (jax.ShapeDtypeStruct((n, ho, wo, c), jnp.float32), jax.ShapeDtypeStruct((n, c), jnp.float32)),
@@ -84,9 +89,9 @@ def fused_depthwise(
         kernel[:, :, 0, :].astype(jnp.float32),
         out_bias.astype(jnp.float32),
         stride=np.int64(stride),
-        pad_top=np.int64(top),
-        pad_left=np.int64(left),
-        in_act=np.int64(in_code),
+        pad_top=np.int64(pads[0][0]),
+        pad_left=np.int64(pads[1][0]),
+        in_act=np.int64(FUSED_ACTS[in_act]),
         out_act=np.int64(FUSED_ACTS[out_act]),
     )
 
@@ -99,16 +104,11 @@ def fused_stem(x: Array, kernel: Array, bias: Array, stride: int, pads: Sequence
     if x.ndim != 4 or kernel.ndim != 4 or kernel.shape[2] != x.shape[3] or bias.shape != kernel.shape[3:]:
         raise ValueError(f"fused_stem: x {x.shape} must be NHWC, kernel {kernel.shape} HWIO over its channels, "
                          f"bias {bias.shape} one per output channel")
-    if act not in FUSED_ACTS:
-        raise ValueError(f"fused_stem: act={act!r} is not one of {sorted(FUSED_ACTS)}")
-    if x.dtype != jnp.float32:
-        raise ValueError(f"fused_stem: float32 only, x is {x.dtype}")
-    n, h, w, _ = x.shape
-    kh, kw, _, cout = kernel.shape
-    (top, bottom), (left, right) = pads
-    ho, wo = (h + top + bottom - kh) // stride + 1, (w + left + right - kw) // stride + 1
+    _check_acts_and_dtype("fused_stem", x, act=act)
+    n, cout = x.shape[0], kernel.shape[3]
+    ho, wo = _out_hw(x, kernel, stride, pads)
     call = jax.ffi.ffi_call(
         "efficientnet_jax_fused_stem", jax.ShapeDtypeStruct((n, ho, wo, cout), jnp.float32), vmap_method="sequential"
     )
     return call(x, kernel.astype(jnp.float32), bias.astype(jnp.float32), stride=np.int64(stride),
-                pad_top=np.int64(top), pad_left=np.int64(left), act=np.int64(FUSED_ACTS[act]))
+                pad_top=np.int64(pads[0][0]), pad_left=np.int64(pads[1][0]), act=np.int64(FUSED_ACTS[act]))

@@ -116,6 +116,19 @@ inline void store_part(float* dst, v8 v, int64_t n) {
   std::memcpy(dst, tmp, sizeof(float) * n);
 }
 
+// A row-major (rows, cols) float matrix as vectors of 8 along cols, the last zero-padded:
+// out[r * nvec + v], or out[v * rows + r] with `vec_major` (each vector's rows contiguous).
+inline std::vector<v8> PackVectors(const float* src, int64_t rows, int64_t cols, bool vec_major) {
+  const int64_t nvec = (cols + 7) / 8;
+  std::vector<v8> out(static_cast<size_t>(rows * nvec));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t v = 0; v < nvec; ++v) {
+      out[vec_major ? v * rows + r : r * nvec + v] = load_part(src + r * cols + 8 * v, std::min<int64_t>(8, cols - 8 * v));
+    }
+  }
+  return out;
+}
+
 // Run fn(item) for item in [0, items) on the calling thread and up to threads - 1 tasks of XLA's
 // pool, which take items from an atomic counter. The caller returns once every item has run; a
 // task that starts after the last item was claimed finds none and never touches `fn`.

@@ -31,9 +31,9 @@ using namespace efficientnet_jax_kernels;  // NOLINT: this file's vocabulary
 
 struct Problem {
   const float* x;
-  const float* in_bias;
-  const float* w;
-  const float* out_bias;
+  const v8* wvec;   // weights packed once per call: (C / 8 vectors) x (kh * kw taps), vector-major
+  const v8* obvec;  // out and in biases, C / 8 vectors
+  const v8* ibvec;
   float* out;
   float* partial;  // (row bands, N, C) sums of out, reduced by the caller
   int64_t n, h, w_in, c, kh, kw, stride, pad_top, pad_left, ho, wo;
@@ -47,7 +47,7 @@ struct Problem {
 struct Tile {
   int64_t nvec, wp;           // vectors of 8 channels; padded input row width the taps read
   std::vector<v8> ring;       // kh rows x nvec x wp: activated input rows (ring by row mod kh)
-  std::vector<v8> w, ob, ib;  // nvec x (kh*kw), nvec, nvec
+  const v8 *w, *ob, *ib;      // this group's packed weights (nvec x kh*kw), out and in biases
 };
 
 // Activate input row `iy` of image `img`, channels [c0, c0 + cw), into ring slot `dst`. Pixel by
@@ -124,7 +124,7 @@ void Row(const Problem& p, const Tile& t, const v8* const* slots, int64_t cw, v8
     v8 sum = sums[v];
     // A zero-padded channel computes act(0 + 0): silu and relu keep it 0, and store_part and the
     // caller's pooled copy only take the valid lanes.
-    RowVec<KW, S, ACT>(p, rows, t.w.data() + v * p.kh * p.kw, t.ob[v], sum, orow + 8 * v,
+    RowVec<KW, S, ACT>(p, rows, t.w + v * p.kh * p.kw, t.ob[v], sum, orow + 8 * v,
                   std::min<int64_t>(8, cw - 8 * v));
     sums[v] = sum;
   }
@@ -153,15 +153,8 @@ void RunItem(const Problem& p, int64_t item, Tile& t) {
   t.nvec = (cw + 7) / 8;
   t.wp = (p.wo - 1) * p.stride + p.kw;
   t.ring.resize(static_cast<size_t>(p.kh * t.nvec * t.wp));
-  t.w.resize(static_cast<size_t>(t.nvec * taps));
-  t.ob.resize(t.nvec);
-  t.ib.resize(t.nvec);
-  for (int64_t v = 0; v < t.nvec; ++v) {
-    const int64_t n = std::min<int64_t>(8, cw - 8 * v);
-    for (int64_t k = 0; k < taps; ++k) t.w[v * taps + k] = load_part(p.w + k * p.c + c0 + 8 * v, n);
-    t.ob[v] = load_part(p.out_bias + c0 + 8 * v, n);
-    t.ib[v] = load_part(p.in_bias + c0 + 8 * v, n);
-  }
+  const int64_t v0 = c0 / 8;  // groups start at multiples of 8 channels
+  t.w = p.wvec + v0 * taps, t.ob = p.obvec + v0, t.ib = p.ibvec + v0;
   std::vector<v8> sums(t.nvec, splat(0.0f));
   int64_t slot_row[16];
   std::fill(slot_row, slot_row + 16, INT64_MIN);  // which input row each ring slot holds
@@ -218,8 +211,7 @@ ffi::Error FusedDepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi
       out_bias.element_count() != p.c || pooled->element_count() != p.n * p.c || stride < 1) {
     return ffi::Error::InvalidArgument("fused_depthwise: inconsistent shapes");
   }
-  p.x = x.typed_data(), p.in_bias = in_bias.typed_data(), p.w = w.typed_data();
-  p.out_bias = out_bias.typed_data(), p.out = out->typed_data();
+  p.x = x.typed_data(), p.out = out->typed_data();
   p.stride = stride, p.pad_top = pad_top, p.pad_left = pad_left, p.in_act = in_act, p.out_act = out_act;
   if (p.n == 0 || p.ho == 0 || p.wo == 0 || p.c == 0) return ffi::Error::Success();
 
@@ -234,6 +226,10 @@ ffi::Error FusedDepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi
   p.band_rows = std::max<int64_t>(std::max<int64_t>(p.kh, 4), (p.ho + per_image - 1) / per_image);
   p.bands = (p.ho + p.band_rows - 1) / p.band_rows;
 
+  const std::vector<v8> wvec = PackVectors(w.typed_data(), p.kh * p.kw, p.c, /*vec_major=*/true);
+  const std::vector<v8> obvec = PackVectors(out_bias.typed_data(), 1, p.c, false);
+  const std::vector<v8> ibvec = PackVectors(in_bias.typed_data(), 1, p.c, false);
+  p.wvec = wvec.data(), p.obvec = obvec.data(), p.ibvec = ibvec.data();
   std::vector<float> partial(static_cast<size_t>(p.bands * p.n * p.c));
   p.partial = partial.data();
   ParallelFor(pool, p.n * p.bands * p.groups, [&p](int64_t item) {

@@ -25,7 +25,6 @@ using namespace efficientnet_jax_kernels;  // NOLINT: this file's vocabulary
 
 struct Stem {
   const float* x;
-  const float* bias;
   float* out;
   int64_t n, h, w, cin, cout, kh, kw, stride, pad_top, pad_left, ho, wo, act;
   int64_t bands, band_rows;
@@ -126,17 +125,12 @@ ffi::Error FusedStemImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buf
       s.kh > 16) {
     return ffi::Error::InvalidArgument("fused_stem: inconsistent shapes");
   }
-  s.x = x.typed_data(), s.bias = bias.typed_data(), s.out = out->typed_data();
+  s.x = x.typed_data(), s.out = out->typed_data();
   s.stride = stride, s.pad_top = pad_top, s.pad_left = pad_left, s.act = act;
   if (s.n == 0 || s.ho == 0 || s.wo == 0 || s.cout == 0) return ffi::Error::Success();
   s.nvec = (s.cout + 7) / 8;
-  const int64_t taps = s.kh * s.kw * s.cin;
-  s.wvec.resize(static_cast<size_t>(taps * s.nvec));
-  for (int64_t t = 0; t < taps; ++t)
-    for (int64_t v = 0; v < s.nvec; ++v)
-      s.wvec[t * s.nvec + v] = load_part(w.typed_data() + t * s.cout + 8 * v, std::min<int64_t>(8, s.cout - 8 * v));
-  s.bvec.resize(s.nvec);
-  for (int64_t v = 0; v < s.nvec; ++v) s.bvec[v] = load_part(s.bias + 8 * v, std::min<int64_t>(8, s.cout - 8 * v));
+  s.wvec = PackVectors(w.typed_data(), s.kh * s.kw * s.cin, s.cout, /*vec_major=*/false);
+  s.bvec = PackVectors(bias.typed_data(), 1, s.cout, false);
   // About 4 items per thread: images, then bands of rows within an image.
   const int64_t want = 4 * std::max<int64_t>(1, pool.num_threads());
   const int64_t per_image = std::max<int64_t>(1, (want + s.n - 1) / s.n);
