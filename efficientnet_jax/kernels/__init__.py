@@ -28,7 +28,8 @@ import numpy as np
 from efficientnet_jax.kernels.build import KernelUnavailable, available, load, unavailable_reason
 from efficientnet_jax.models.depthwise import _out_size  # (padded - k) // stride + 1
 
-__all__ = ["FUSED_ACTS", "KernelUnavailable", "available", "fused_depthwise", "fused_stem", "load", "unavailable_reason"]
+__all__ = ["FUSED_ACTS", "KernelUnavailable", "available", "fused_depthwise", "fused_pointwise", "fused_stem", "load",
+           "unavailable_reason"]
 
 Array = jax.Array
 
@@ -58,33 +59,44 @@ def fused_depthwise(
     out_act: str,
     in_bias: Optional[Array] = None,
     in_act: str = "identity",
+    expand_kernel: Optional[Array] = None,
 ) -> Tuple[Array, Array]:
     """(out, pooled): out = out_act(depthwise(pad(in_act(x + in_bias))) + out_bias), pooled its
     (N, C) spatial mean.
 
     x (N, H, W, C) float32 NHWC; kernel (kh, kw, 1, C) HWIO as the model stores it; pads
     [(top, bottom), (left, right)] of the activated input. `in_bias=None` with `in_act='identity'`
-    takes x as it is. CPU only; inference only (no gradient).
+    takes x as it is. With `expand_kernel` (1, 1, C_in, C) x is the block input (N, H, W, C_in)
+    and the kernel computes `x @ expand_kernel` in place of x (the expand conv, never written
+    out). CPU only; inference only (no gradient).
     """
     load()
-    if x.ndim != 4 or kernel.ndim != 4 or kernel.shape[2] != 1 or kernel.shape[3] != x.shape[3]:
+    c = kernel.shape[3] if kernel.ndim == 4 else -1
+    if expand_kernel is not None and (expand_kernel.ndim != 4 or expand_kernel.shape[:2] != (1, 1)
+                                      or x.ndim != 4 or expand_kernel.shape[2:] != (x.shape[3], c)):
+        raise ValueError(f"fused_depthwise: expand_kernel {expand_kernel.shape} must be (1, 1, C_in, C) for "
+                         f"x {x.shape} (C_in last) and kernel {kernel.shape} (C last)")
+    if x.ndim != 4 or kernel.ndim != 4 or kernel.shape[2] != 1 or (expand_kernel is None and c != x.shape[3]):
         raise ValueError(f"fused_depthwise: x {x.shape} must be NHWC and kernel {kernel.shape} (kh, kw, 1, C)")
     _check_acts_and_dtype("fused_depthwise", x, in_act=in_act, out_act=out_act)
-    n, _, _, c = x.shape
+    n = x.shape[0]
     ho, wo = _out_hw(x, kernel, stride, pads)
-    if in_act == "identity":
+    if expand_kernel is not None and in_bias is None:
+        in_bias = jnp.zeros((c,), jnp.float32)
+    elif in_act == "identity" and expand_kernel is None:
         if in_bias is not None:  # a bias without activation: added here, XLA fuses it upstream
             x = x + in_bias.astype(jnp.float32)
         in_bias = jnp.zeros((c,), jnp.float32)
     elif in_bias is None:
         raise ValueError("fused_depthwise: an input activation needs its in_bias")
-    call = jax.ffi.ffi_call(
-        "efficientnet_jax_fused_depthwise",
-        (jax.ShapeDtypeStruct((n, ho, wo, c), jnp.float32), jax.ShapeDtypeStruct((n, c), jnp.float32)),
-        vmap_method="sequential",
-    )
+    outs = (jax.ShapeDtypeStruct((n, ho, wo, c), jnp.float32), jax.ShapeDtypeStruct((n, c), jnp.float32))
+    if expand_kernel is None:
+        call, args = jax.ffi.ffi_call("efficientnet_jax_fused_depthwise", outs, vmap_method="sequential"), (x,)
+    else:
+        call = jax.ffi.ffi_call("efficientnet_jax_fused_expand_depthwise", outs, vmap_method="sequential")
+        args = (x, expand_kernel[0, 0].astype(jnp.float32))
     return call(
-        x,
+        *args,
         in_bias.astype(jnp.float32),
         kernel[:, :, 0, :].astype(jnp.float32),
         out_bias.astype(jnp.float32),
@@ -112,3 +124,42 @@ def fused_stem(x: Array, kernel: Array, bias: Array, stride: int, pads: Sequence
     )
     return call(x, kernel.astype(jnp.float32), bias.astype(jnp.float32), stride=np.int64(stride),
                 pad_top=np.int64(pads[0][0]), pad_left=np.int64(pads[1][0]), act=np.int64(FUSED_ACTS[act]))
+
+
+def fused_pointwise(
+    x: Array,
+    kernel: Array,
+    bias: Array,
+    act: str = "identity",
+    gate: Optional[Array] = None,
+    residual: Optional[Array] = None,
+) -> Array:
+    """act((x * gate[:, None, None, :]) @ kernel + bias) + residual: a 1x1 conv with its folded BN,
+    the Squeeze-Excitation gate before it and the skip connection after (fused_pointwise.cc).
+
+    x (N, H, W, K) float32 NHWC, kernel (1, 1, K, C) HWIO, bias (C,), gate (N, K) or None,
+    residual (N, H, W, C) or None. CPU only; inference only (no gradient).
+    """
+    load()
+    if x.ndim != 4 or kernel.ndim != 4 or kernel.shape[:3] != (1, 1, x.shape[3]) or bias.shape != kernel.shape[3:]:
+        raise ValueError(f"fused_pointwise: x {x.shape} must be NHWC, kernel {kernel.shape} (1, 1, C_in, C_out) "
+                         f"over its channels, bias {bias.shape} one per output channel")
+    n, h, w, k = x.shape
+    c = kernel.shape[3]
+    if gate is not None and gate.shape != (n, k):
+        raise ValueError(f"fused_pointwise: gate {gate.shape} must be (N, C_in) = {(n, k)}")
+    if residual is not None and residual.shape != (n, h, w, c):
+        raise ValueError(f"fused_pointwise: residual {residual.shape} must be the output's shape {(n, h, w, c)}")
+    _check_acts_and_dtype("fused_pointwise", x, act=act)
+    empty = jnp.zeros((0,), jnp.float32)
+    call = jax.ffi.ffi_call(
+        "efficientnet_jax_fused_pointwise", jax.ShapeDtypeStruct((n, h, w, c), jnp.float32), vmap_method="sequential"
+    )
+    return call(
+        x,
+        empty if gate is None else gate.astype(jnp.float32),
+        kernel[0, 0].astype(jnp.float32),
+        bias.astype(jnp.float32),
+        empty if residual is None else residual.astype(jnp.float32),
+        act=np.int64(FUSED_ACTS[act]),
+    )

@@ -2,9 +2,9 @@
 
 The C++ sources ship with the package; `load()` builds them with the machine's C++ compiler
 (`$CXX`, else g++/c++/clang++) for this CPU (`-march=native`) against the FFI headers of the
-installed jaxlib, into a cache directory keyed by the source, the jaxlib version, the compiler and
-the CPU, so every later process loads the library at once. Building takes ~6 s on 2 cores
-(the two sources compile side by side).
+installed jaxlib, into a cache directory keyed by the source, the jaxlib version, the compiler, its
+flags and the CPU, so every later process loads the library at once. Building takes ~6 s on 2
+cores (the sources compile side by side).
 
 Cache: `$EFFICIENTNET_JAX_KERNEL_CACHE`, else `$XDG_CACHE_HOME/efficientnet_jax/kernels`, else
 `~/.cache/efficientnet_jax/kernels`. Set `EFFICIENTNET_JAX_CPU_KERNELS=0` to never build or use
@@ -28,13 +28,24 @@ import jax
 import jaxlib
 
 HERE = Path(__file__).parent
-SOURCES = [HERE / "fused_depthwise.cc", HERE / "fused_stem.cc"]
+SOURCES = [HERE / "fused_depthwise.cc", HERE / "fused_pointwise.cc", HERE / "fused_stem.cc"]
 HEADERS = [HERE / "common.h"]
 TARGETS = {
     "efficientnet_jax_fused_depthwise": "EfficientNetJaxFusedDepthwise",
+    "efficientnet_jax_fused_expand_depthwise": "EfficientNetJaxFusedExpandDepthwise",
+    "efficientnet_jax_fused_pointwise": "EfficientNetJaxFusedPointwise",
     "efficientnet_jax_fused_stem": "EfficientNetJaxFusedStem",
 }
-CXXFLAGS = ["-O3", "-march=native", "-std=c++17", "-shared", "-fPIC"]
+CXXFLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC"]
+
+
+def cxxflags() -> List[str]:
+    """The build's flags: -march from `$EFFICIENTNET_JAX_KERNEL_MARCH`, else `native` (this CPU).
+
+    The kernels pick their register tiles by instruction set (common.h: AVX-512VL or AVX2), so the
+    tests also build for `haswell` to run the AVX2 tiles on an AVX-512 machine.
+    """
+    return [*CXXFLAGS, f"-march={os.environ.get('EFFICIENTNET_JAX_KERNEL_MARCH') or 'native'}"]
 
 _lock = threading.Lock()
 _state: dict = {}  # "library": ctypes.CDLL, or "error": str once a build or load has failed
@@ -79,14 +90,14 @@ def library_path() -> Path:
     """Where this source, jaxlib, compiler and CPU's build lives (built or not)."""
     key = hashlib.sha256()
     for part in (*(f.read_bytes() for f in SOURCES + HEADERS), jaxlib.__version__.encode(), _compiler().encode(),
-                 " ".join(CXXFLAGS).encode(), _cpu_signature().encode()):
+                 " ".join(cxxflags()).encode(), _cpu_signature().encode()):
         key.update(part)
         key.update(b"\0")
     return cache_dir() / f"cpu_kernels-{key.hexdigest()[:16]}.so"
 
 
 def _run(cmds: List[List[str]]) -> None:
-    """Run the commands at once (one source each: 2 cores build 2 sources in the time of one)."""
+    """Run the commands at once (one source each: the cores build the sources side by side)."""
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for cmd in cmds]
     for cmd, proc in zip(cmds, procs):
         _, err = proc.communicate()
@@ -99,12 +110,13 @@ def _build(target: Path) -> None:
     # Build in a scratch directory beside the target and rename: concurrent processes never load
     # a half-written library, and a failed build leaves nothing behind.
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
-        compile_flags = [f for f in CXXFLAGS if f != "-shared"]
+        flags = cxxflags()
+        compile_flags = [f for f in flags if f != "-shared"]
         objects = [os.path.join(tmp, src.stem + ".o") for src in SOURCES]
         _run([[_compiler(), *compile_flags, "-isystem", jax.ffi.include_dir(), "-c", str(src), "-o", obj]
               for src, obj in zip(SOURCES, objects)])
         library = os.path.join(tmp, target.name)
-        _run([[_compiler(), *CXXFLAGS, *objects, "-o", library]])
+        _run([[_compiler(), *flags, *objects, "-o", library]])
         os.replace(library, target)
 
 

@@ -129,6 +129,83 @@ inline std::vector<v8> PackVectors(const float* src, int64_t rows, int64_t cols,
   return out;
 }
 
+// ---- GEMM register tiles (the 1x1 convs) ------------------------------------------------------
+// C[MR x 8*NV] += A[MR x k] * W[k x 8*NV], A's rows `lda` floats apart, W's rows `ldw` floats apart
+// (any alignment). Each step broadcasts MR values of A and loads NV vectors of W for MR * NV
+// FMAs. AVX-512VL gives 32 vector registers, room for 8 x 3 accumulators; AVX2's 16 fit 6 x 2.
+// Measured single-threaded on the family's 1x1 shapes (M 48-192, K 96-1152, N 48-1152): 100-115
+// GFLOP/s, the core's FMA peak, where XLA's dot reaches 50-110 GFLOP/s on two cores.
+#if defined(__AVX512VL__)
+constexpr int kGemmRows = 8, kGemmVecs = 3;
+#else
+constexpr int kGemmRows = 6, kGemmVecs = 2;
+#endif
+
+template <int MR, int NV>
+inline void GemmTile(const float* a, int64_t lda, const float* w, int64_t ldw, int64_t k, v8 (&acc)[MR][NV]) {
+  for (int64_t kk = 0; kk < k; ++kk) {
+    v8 wv[NV];
+    for (int j = 0; j < NV; ++j) wv[j] = load8(w + kk * ldw + 8 * j);
+    for (int r = 0; r < MR; ++r) {
+      const v8 av = splat(a[r * lda + kk]);
+      for (int j = 0; j < NV; ++j) acc[r][j] += av * wv[j];
+    }
+  }
+}
+
+template <int NV, typename Init, typename Out>
+inline void GemmBlock(const float* a, int64_t lda, const float* w, int64_t ldw, int64_t k, int64_t v0,
+                      const Init& init, const Out& out) {
+  v8 acc[kGemmRows][NV];
+  for (int j = 0; j < NV; ++j) {
+    const v8 b = init(v0 + j);
+    for (int r = 0; r < kGemmRows; ++r) acc[r][j] = b;
+  }
+  GemmTile<kGemmRows, NV>(a, lda, w + 8 * v0, ldw, k, acc);
+  for (int r = 0; r < kGemmRows; ++r) {
+    for (int j = 0; j < NV; ++j) out(r, v0 + j, acc[r][j]);
+  }
+}
+
+// kGemmRows rows of A times vectors [v0, v1) of W: out(row, vector, init(vector) + A W) for each.
+// A always has kGemmRows rows: a caller with fewer pads them (GemmRowsPadded) and drops the rest.
+template <typename Init, typename Out>
+inline void GemmRows(const float* a, int64_t lda, const float* w, int64_t ldw, int64_t k, int64_t v0, int64_t v1,
+                     const Init& init, const Out& out) {
+  int64_t v = v0;
+  for (; v + kGemmVecs <= v1; v += kGemmVecs) GemmBlock<kGemmVecs>(a, lda, w, ldw, k, v, init, out);
+  if (v1 - v == 1) GemmBlock<1>(a, lda, w, ldw, k, v, init, out);
+  if (v1 - v == 2) GemmBlock<2>(a, lda, w, ldw, k, v, init, out);
+}
+
+// `rows` (< kGemmRows) rows of A copied into `pad` (kGemmRows x k, zero below them), scaled per
+// column by `scale` when given: the tile's A. Returns pad's data (its rows are k floats apart).
+inline const float* PadRows(const float* a, int64_t lda, int64_t rows, int64_t k, const float* scale,
+                            std::vector<float>& pad) {
+  pad.assign(static_cast<size_t>(kGemmRows * k), 0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = a + r * lda;
+    float* dst = pad.data() + r * k;
+    if (scale) {
+      for (int64_t i = 0; i < k; ++i) dst[i] = src[i] * scale[i];
+    } else {
+      std::memcpy(dst, src, sizeof(float) * k);
+    }
+  }
+  return pad.data();
+}
+
+// A (rows, cols) weight matrix as rows of whole vectors: the buffer itself when cols % 8 == 0,
+// else a zero-padded copy in `storage`. Returns the row stride (floats) through `ld`.
+inline const float* VectorRows(const float* w, int64_t rows, int64_t cols, std::vector<float>& storage,
+                               int64_t& ld) {
+  ld = (cols + 7) / 8 * 8;
+  if (ld == cols) return w;
+  storage.assign(static_cast<size_t>(rows * ld), 0.0f);
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(storage.data() + r * ld, w + r * cols, sizeof(float) * cols);
+  return storage.data();
+}
+
 // Run fn(item) for item in [0, items) on the calling thread and up to threads - 1 tasks of XLA's
 // pool, which take items from an atomic counter. The caller returns once every item has run; a
 // task that starts after the last item was claimed finds none and never touches `fn`.

@@ -7,6 +7,11 @@
 // input as it is), w (KH, KW, C), float32, NHWC. The zero padding applies to the activated input,
 // as in the graph it replaces.
 //
+// The second entry point also runs the expand conv: x is then the block input (N, H, W, C_in)
+// and each input row is `x_row @ w_expand` (C_in, C) before its bias and activation, computed
+// with common.h's register tiles straight into the ring: the expanded map, the block's widest,
+// is never written to memory, and XLA's expand dot (and its hand-off between threads) is gone.
+//
 // Why (efficientnet_jax/kernels/__init__.py has the figures): XLA CPU writes the expand conv's
 // activation into a padded copy, reads it again for the k*k taps and a third time for the SE mean.
 // Here each input row is activated once into a small ring of k rows, the taps read it from cache,
@@ -31,12 +36,14 @@ using namespace efficientnet_jax_kernels;  // NOLINT: this file's vocabulary
 
 struct Problem {
   const float* x;
+  const float* we;  // expand weights (C_in, C), rows `we_ld` floats apart; nullptr: x is expanded
   const v8* wvec;   // weights packed once per call: (C / 8 vectors) x (kh * kw taps), vector-major
   const v8* obvec;  // out and in biases, C / 8 vectors
   const v8* ibvec;
   float* out;
   float* partial;  // (row bands, N, C) sums of out, reduced by the caller
   int64_t n, h, w_in, c, kh, kw, stride, pad_top, pad_left, ho, wo;
+  int64_t cin, we_ld;  // x's channels (== c without expand)
   int64_t in_act, out_act;
   int64_t bands, band_rows, groups, group_ch;
 };
@@ -48,19 +55,35 @@ struct Tile {
   int64_t nvec, wp;           // vectors of 8 channels; padded input row width the taps read
   std::vector<v8> ring;       // kh rows x nvec x wp: activated input rows (ring by row mod kh)
   const v8 *w, *ob, *ib;      // this group's packed weights (nvec x kh*kw), out and in biases
+  std::vector<float> pad;     // a row tail's input pixels for the expand GEMM
 };
 
 // Activate input row `iy` of image `img`, channels [c0, c0 + cw), into ring slot `dst`. Pixel by
 // pixel (x is read in order; the slot, a few KB per vector, stays in cache for the scattered writes).
 template <int64_t ACT>
-void FillRow(const Problem& p, const Tile& t, int64_t img, int64_t iy, int64_t c0, int64_t cw, v8* dst) {
-  const float* src = p.x + ((img * p.h + iy) * p.w_in) * p.c + c0;
+void FillRow(const Problem& p, Tile& t, int64_t img, int64_t iy, int64_t c0, int64_t cw, v8* dst) {
   const int64_t last = std::min(p.w_in, t.wp - p.pad_left);  // input columns the taps reach
-  const int64_t full = cw / 8, tail = cw % 8;
   for (int64_t v = 0; v < t.nvec; ++v) {
     for (int64_t ix = 0; ix < p.pad_left; ++ix) dst[v * t.wp + ix] = splat(0.0f);
     for (int64_t ix = p.pad_left + last; ix < t.wp; ++ix) dst[v * t.wp + ix] = splat(0.0f);
   }
+  if (p.we) {  // expand: kGemmRows pixels x the group's vectors at a time, bias as the start value
+    const float* src = p.x + ((img * p.h + iy) * p.w_in) * p.cin;
+    const float* we = p.we + c0;
+    auto init = [&t](int64_t v) { return t.ib[v]; };
+    for (int64_t ix = 0; ix < last; ix += kGemmRows) {
+      const int64_t rows = std::min<int64_t>(kGemmRows, last - ix);
+      const float* a = src + ix * p.cin;
+      if (rows < kGemmRows) a = PadRows(a, p.cin, rows, p.cin, nullptr, t.pad);
+      v8* d = dst + p.pad_left + ix;
+      GemmRows(a, p.cin, we, p.we_ld, p.cin, 0, t.nvec, init, [d, rows, &t](int r, int64_t v, v8 acc) {
+        if (r < rows) d[v * t.wp + r] = act8<ACT>(acc);
+      });
+    }
+    return;
+  }
+  const float* src = p.x + ((img * p.h + iy) * p.w_in) * p.c + c0;
+  const int64_t full = cw / 8, tail = cw % 8;
   // Zero-padded lanes have bias 0, and act(0) == 0 for every Act here: they stay zero.
   for (int64_t ix = 0; ix < last; ++ix) {
     const float* sp = src + ix * p.c;
@@ -192,17 +215,20 @@ void RunItem(const Problem& p, int64_t item, Tile& t) {
   for (int64_t v = 0; v < t.nvec; ++v) store_part(psum + 8 * v, sums[v], std::min<int64_t>(8, cw - 8 * v));
 }
 
-ffi::Error FusedDepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> in_bias,
-                              ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> out_bias,
-                              ffi::ResultBuffer<ffi::F32> out, ffi::ResultBuffer<ffi::F32> pooled,
-                              int64_t stride, int64_t pad_top, int64_t pad_left, int64_t in_act,
-                              int64_t out_act) {
+// `we` (C_in, C) or nullptr (x is the expand output, C channels).
+ffi::Error Run(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& x, const float* we, int64_t we_rows,
+               ffi::Buffer<ffi::F32>& in_bias, ffi::Buffer<ffi::F32>& w, ffi::Buffer<ffi::F32>& out_bias,
+               ffi::ResultBuffer<ffi::F32>& out, ffi::ResultBuffer<ffi::F32>& pooled, int64_t stride,
+               int64_t pad_top, int64_t pad_left, int64_t in_act, int64_t out_act) {
   auto xd = x.dimensions(), wd = w.dimensions(), od = out->dimensions();
   if (xd.size() != 4 || wd.size() != 3 || od.size() != 4) {
     return ffi::Error::InvalidArgument("fused_depthwise: x and out must be NHWC, w (KH, KW, C)");
   }
   Problem p{};
-  p.n = xd[0], p.h = xd[1], p.w_in = xd[2], p.c = xd[3];
+  p.n = xd[0], p.h = xd[1], p.w_in = xd[2], p.cin = xd[3], p.c = we ? wd[2] : xd[3];
+  if (we && we_rows != p.cin) {
+    return ffi::Error::InvalidArgument("fused_depthwise: the expand weights must be (C_in, C)");
+  }
   p.kh = wd[0], p.kw = wd[1], p.ho = od[1], p.wo = od[2];
   if (p.kh > 16 || p.kw > 16) {
     return ffi::Error::InvalidArgument("fused_depthwise: kernels up to 16x16");
@@ -227,6 +253,8 @@ ffi::Error FusedDepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi
   p.bands = (p.ho + p.band_rows - 1) / p.band_rows;
 
   const std::vector<v8> wvec = PackVectors(w.typed_data(), p.kh * p.kw, p.c, /*vec_major=*/true);
+  std::vector<float> we_storage;
+  p.we = we ? VectorRows(we, p.cin, p.c, we_storage, p.we_ld) : nullptr;
   const std::vector<v8> obvec = PackVectors(out_bias.typed_data(), 1, p.c, false);
   const std::vector<v8> ibvec = PackVectors(in_bias.typed_data(), 1, p.c, false);
   p.wvec = wvec.data(), p.obvec = obvec.data(), p.ibvec = ibvec.data();
@@ -249,11 +277,48 @@ ffi::Error FusedDepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi
   return ffi::Error::Success();
 }
 
+ffi::Error FusedDepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> in_bias,
+                              ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> out_bias,
+                              ffi::ResultBuffer<ffi::F32> out, ffi::ResultBuffer<ffi::F32> pooled,
+                              int64_t stride, int64_t pad_top, int64_t pad_left, int64_t in_act,
+                              int64_t out_act) {
+  return Run(pool, x, nullptr, 0, in_bias, w, out_bias, out, pooled, stride, pad_top, pad_left, in_act, out_act);
+}
+
+ffi::Error FusedExpandDepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> we,
+                                    ffi::Buffer<ffi::F32> in_bias, ffi::Buffer<ffi::F32> w,
+                                    ffi::Buffer<ffi::F32> out_bias, ffi::ResultBuffer<ffi::F32> out,
+                                    ffi::ResultBuffer<ffi::F32> pooled, int64_t stride, int64_t pad_top,
+                                    int64_t pad_left, int64_t in_act, int64_t out_act) {
+  auto ed = we.dimensions();
+  if (ed.size() != 2 || ed[1] != w.dimensions().back()) {
+    return ffi::Error::InvalidArgument("fused_depthwise: the expand weights must be (C_in, C)");
+  }
+  return Run(pool, x, we.typed_data(), ed[0], in_bias, w, out_bias, out, pooled, stride, pad_top, pad_left, in_act,
+             out_act);
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(EfficientNetJaxFusedDepthwise, FusedDepthwiseImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("stride")
+                                  .Attr<int64_t>("pad_top")
+                                  .Attr<int64_t>("pad_left")
+                                  .Attr<int64_t>("in_act")
+                                  .Attr<int64_t>("out_act"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EfficientNetJaxFusedExpandDepthwise, FusedExpandDepthwiseImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from efficientnet_jax.models.layers import (
-    Array, Conv2d, DepthwiseConv2d, DropPath, FusedDepthwiseConv2d, LayerOptions, batch_norm, folded_bias,
-    get_activation, use_cpu_kernels,
+    Array, Conv2d, DepthwiseConv2d, DropPath, FusedDepthwiseConv2d, FusedPointwiseConv2d, LayerOptions, batch_norm,
+    folded_bias, get_activation, use_cpu_kernels,
 )
 from efficientnet_jax.models.conv_bn import use_conv_bn
 from efficientnet_jax.models.spec import BlockConfig
@@ -59,14 +59,14 @@ class MBConv(nn.Module):
         act = get_activation(opts.act)
         shortcut = x
         fused = use_cpu_kernels(opts, train, x)
-        in_bias = None
+        in_bias = expand_kernel = None
         if cfg.expand_ratio != 1:
             expand = Conv2d(cfg.mid_channels, dtype=opts.dtype, name="expand_conv")
             bn = batch_norm(opts, train, "expand_bn")
             y = expand(x)
             kernel = expand.variables["params"]["kernel"]
-            if fused:  # bias and activation are applied inside the kernel
-                x, in_bias = y, folded_bias(bn, cfg.mid_channels)
+            if fused:  # the depthwise kernel runs the expand conv, its bias and activation; y is unused
+                expand_kernel, in_bias = kernel, folded_bias(bn, cfg.mid_channels)
             elif train and use_conv_bn(kernel.shape):
                 # In a CPU training step the BN takes the conv's input and kernel (conv_bn.py: the
                 # wide map is never re-read); `y` is then unused and XLA drops it.
@@ -77,7 +77,7 @@ class MBConv(nn.Module):
         if fused:
             dw_bias = folded_bias(batch_norm(opts, train, "dw_bn"), cfg.mid_channels)
             x, pooled = FusedDepthwiseConv2d(cfg.kernel, cfg.stride, opts.padding, name="dw_conv")(
-                x, in_bias, opts.act if in_bias is not None else "identity", dw_bias, opts.act)
+                x, in_bias, opts.act if in_bias is not None else "identity", dw_bias, opts.act, expand_kernel)
         else:
             x = DepthwiseConv2d(
                 cfg.kernel, cfg.stride, opts.padding, opts.dw_impl, opts.dtype, name="dw_conv"
@@ -89,6 +89,10 @@ class MBConv(nn.Module):
         if cfg.se_channels:
             se = SqueezeExcite(cfg.se_channels, opts, return_gate=not train, name="se")
             x, gate = (se(x), None) if train else (x, se(x, pooled))
+        if fused:  # gate, project conv, folded BN and skip in one kernel
+            bias = folded_bias(batch_norm(opts, train, "project_bn"), cfg.out_channels)
+            residual = shortcut if cfg.has_skip else None  # DropPath is the identity at inference
+            return FusedPointwiseConv2d(cfg.out_channels, name="project_conv")(x, bias, gate=gate, residual=residual)
         x = Conv2d(cfg.out_channels, dtype=opts.dtype, name="project_conv")(x, gate)
         x = batch_norm(opts, train, "project_bn")(x)
         if cfg.has_skip:

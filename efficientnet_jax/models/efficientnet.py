@@ -12,7 +12,7 @@ from flax import linen as nn
 
 from efficientnet_jax.models.blocks import BLOCKS
 from efficientnet_jax.models.layers import (
-    Array, Conv2d, FusedConv2d, LayerOptions, batch_norm, dense_kernel_init, folded_bias, get_activation,
+    Array, Conv2d, FusedConv2d, FusedPointwiseConv2d, LayerOptions, batch_norm, dense_kernel_init, folded_bias, get_activation,
     use_cpu_kernels,
 )
 from efficientnet_jax.models.spec import ModelSpec, build_blocks
@@ -90,8 +90,12 @@ class EfficientNet(nn.Module):
                 raise ValueError(f"{spec.name}: no feature map at strides {missing}; have {sorted(features)}")
             return [features[s] for s in self.out_strides]
 
-        x = Conv2d(spec.head_out, dtype=self.dtype, name="head_conv")(x)
-        x = act(batch_norm(opts, train, "head_bn")(x))
+        if use_cpu_kernels(opts, train, x):
+            bias = folded_bias(batch_norm(opts, train, "head_bn"), spec.head_out)
+            x = FusedPointwiseConv2d(spec.head_out, name="head_conv")(x, bias, spec.act)
+        else:
+            x = Conv2d(spec.head_out, dtype=self.dtype, name="head_conv")(x)
+            x = act(batch_norm(opts, train, "head_bn")(x))
         x = self._tap("head_out", x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         if spec.num_classes == 0:

@@ -172,15 +172,32 @@ class FusedDepthwiseConv2d(nn.Module):
     padding: str = "same"
 
     @nn.compact
-    def __call__(self, x: Array, in_bias: Optional[Array], in_act: str, out_bias: Array, out_act: str
-                 ) -> Tuple[Array, Array]:
-        """(out (N, Ho, Wo, C), pooled (N, C)); x float32, `in_bias=None` takes x as it is."""
+    def __call__(self, x: Array, in_bias: Optional[Array], in_act: str, out_bias: Array, out_act: str,
+                 expand_kernel: Optional[Array] = None) -> Tuple[Array, Array]:
+        """(out (N, Ho, Wo, C), pooled (N, C)); x float32, `in_bias=None` takes x as it is. With
+        `expand_kernel` (1, 1, C_in, C), x is the block input and the kernel runs the expand conv."""
         from efficientnet_jax.kernels import fused_depthwise
 
-        c = x.shape[-1]
+        c = x.shape[-1] if expand_kernel is None else expand_kernel.shape[-1]
         kernel = self.param("kernel", conv_kernel_init(depthwise=True), (self.kernel, self.kernel, 1, c))
         pads = [conv_padding(x.shape[i], self.kernel, self.stride, self.padding) for i in (1, 2)]
-        return fused_depthwise(x, kernel, out_bias, self.stride, pads, out_act, in_bias, in_act)
+        return fused_depthwise(x, kernel, out_bias, self.stride, pads, out_act, in_bias, in_act, expand_kernel)
+
+
+class FusedPointwiseConv2d(nn.Module):
+    """Inference-only `act((x * gate) @ kernel + bias) + residual` as one CPU kernel
+    (efficientnet_jax/kernels): a 1x1 conv with its folded BN, the SE gate before it and the skip
+    after. Its one parameter is Conv2d's `kernel` (same name, shape and init)."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: Array, bias: Array, act: str = "identity", gate: Optional[Array] = None,
+                 residual: Optional[Array] = None) -> Array:
+        from efficientnet_jax.kernels import fused_pointwise
+
+        kernel = self.param("kernel", conv_kernel_init(), (1, 1, x.shape[-1], self.features))
+        return fused_pointwise(x, kernel, bias, act, gate, residual)
 
 
 class FusedConv2d(nn.Module):

@@ -58,6 +58,42 @@ def test_matches_xla_convolution(n, h, w, c, k, stride, padding, in_act, out_act
     np.testing.assert_allclose(got_pool, want_pool, rtol=2e-5, atol=2e-5)
 
 
+
+# The expand conv inside the kernel: input widths around the GEMM's register tile (6 or 8 pixels:
+# 1, 5, 7, 9, 13, 16 columns reach the taps), channel counts with partial vectors on either side
+# (C_in 3 / 13, C 13 / 70 / 100) and batches that split into bands (halo rows expanded twice).
+EXPAND_CASES = [
+    # n, h, w, c_in, c, k, stride, padding, act
+    (1, 7, 7, 192, 96, 5, 1, "same", "swish"),
+    (2, 9, 5, 13, 70, 3, 2, "same", "swish"),
+    (1, 6, 1, 8, 24, 3, 1, "symmetric", "relu6"),
+    (3, 16, 13, 24, 100, 3, 1, "same", "relu"),
+    (1, 28, 9, 3, 13, 5, 2, "symmetric", "identity"),
+    (4, 20, 16, 40, 48, 3, 2, "same", "swish"),
+]
+
+
+@pytest.mark.parametrize("n,h,w,c_in,c,k,stride,padding,act", EXPAND_CASES)
+def test_expand_inside_matches_xla(n, h, w, c_in, c, k, stride, padding, act):
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((n, h, w, c_in), np.float32))
+    expand = jnp.asarray(rng.standard_normal((1, 1, c_in, c), np.float32) / np.sqrt(c_in) * 2)
+    _, kernel, ob, ib = _case(1, 1, 1, c, k, seed=4)
+    pads = [conv_padding(s, k, stride, padding) for s in (h, w)]
+    got, got_pool = jax.jit(lambda x: fused_depthwise(x, kernel, ob, stride, pads, act, ib, act, expand))(x)
+    expanded = lax.dot_general(x, expand[0, 0], (((3,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
+    want, want_pool = _reference(expanded, kernel, ob, stride, pads, act, ib, act)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=3e-5)
+    np.testing.assert_allclose(got_pool, want_pool, rtol=2e-5, atol=3e-5)
+
+
+def test_expand_kernel_of_the_wrong_shape_is_refused():
+    x = jnp.zeros((1, 6, 6, 8))
+    with pytest.raises(ValueError, match=r"expand_kernel \(1, 1, 4, 16\) must be \(1, 1, C_in, C\)"):
+        fused_depthwise(x, jnp.zeros((3, 3, 1, 16)), jnp.zeros(16), 1, [(1, 1), (1, 1)], "swish",
+                        jnp.zeros(16), "swish", jnp.zeros((1, 1, 4, 16)))
+
 def test_bias_without_activation_is_applied():
     x, kernel, ob, ib = _case(1, 7, 7, 12, 3)
     pads = [(1, 1), (1, 1)]

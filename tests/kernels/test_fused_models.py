@@ -1,5 +1,5 @@
-"""Folded inference through the fused depthwise kernel: the same logits as model.apply, and only
-where it belongs (folded, float32, CPU; never in training or with dw_impl='xla'/'shift')."""
+"""Folded inference through the fused CPU kernels: the same logits as model.apply, and only where
+they belong (folded, float32, CPU; never in training or with dw_impl='xla'/'shift')."""
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +15,10 @@ from efficientnet_jax.models.spec import build_blocks
 pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="a CPU kernel")
 
 TARGET = "efficientnet_jax_fused_depthwise"
+EXPAND = "efficientnet_jax_fused_expand_depthwise"
+POINTWISE = "efficientnet_jax_fused_pointwise"
 STEM = "efficientnet_jax_fused_stem"
+ALL = (TARGET, EXPAND, POINTWISE, STEM)
 SMALL = dict(width_mult=0.25, depth_mult=0.25, num_classes=7)
 
 
@@ -50,8 +53,12 @@ def test_deployed_form_uses_the_kernel_and_matches_apply(name, size):
     v, x = _perturbed(model, size)
     want = jax.jit(lambda v, x: model.apply(v, x, train=False))(v, x)
     hlo = _folded_hlo(model, v, x)
-    n_mbconv = sum(1 for b in build_blocks(model.spec) if b.block == "mbconv")
-    assert n_mbconv > 0 and hlo.count(f"custom_call @{TARGET}(") == n_mbconv  # every MBConv
+    mbconv = [b for b in build_blocks(model.spec) if b.block == "mbconv"]
+    n_expand = sum(1 for b in mbconv if b.expand_ratio != 1)
+    # Every MBConv: its middle (with the expand conv where it has one) and its project conv; the head.
+    assert n_expand > 0 and hlo.count(f"custom_call @{EXPAND}(") == n_expand
+    assert hlo.count(f"custom_call @{TARGET}(") == len(mbconv) - n_expand
+    assert hlo.count(f"custom_call @{POINTWISE}(") == len(mbconv) + 1
     assert hlo.count(f"custom_call @{STEM}(") == 1
     got = inference_fn(model, v)(x)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
@@ -65,26 +72,29 @@ def test_other_lowerings_keep_xla(dw_impl):
     model = create_model("efficientnet_b0", dw_impl=dw_impl, **SMALL)
     v, x = _perturbed(model, 32)
     hlo = _folded_hlo(model, v, x)
-    assert TARGET not in hlo and STEM not in hlo
+    assert not any(t in hlo for t in ALL)
 
 
 def test_never_in_training_or_unfolded():
     model = create_model("efficientnet_b0", dw_impl="cpu_kernel", **SMALL)
     v, x = _perturbed(model, 32)
-    assert TARGET not in jax.jit(lambda x: model.apply(v, x, train=False)).lower(x).as_text()
+    hlo = jax.jit(lambda x: model.apply(v, x, train=False)).lower(x).as_text()
+    assert not any(t in hlo for t in ALL)
 
     def loss(params):
         out, _ = model.apply(dict(v, params=params), x, train=True, mutable=["batch_stats"],
                              rngs={"dropout": jax.random.key(3)})
         return jnp.sum(out)
 
-    assert TARGET not in jax.jit(jax.grad(loss)).lower(v["params"]).as_text()
+    hlo = jax.jit(jax.grad(loss)).lower(v["params"]).as_text()
+    assert not any(t in hlo for t in ALL)
 
 
 def test_bfloat16_keeps_xla():
     model = create_model("efficientnet_b0", dtype="bfloat16", **SMALL)
     v, x = _perturbed(model, 32)
-    assert TARGET not in _folded_hlo(model, v, x)
+    hlo = _folded_hlo(model, v, x)
+    assert not any(t in hlo for t in ALL)
 
 
 def test_auto_falls_back_when_the_kernel_cannot_be_built(monkeypatch):
@@ -92,6 +102,7 @@ def test_auto_falls_back_when_the_kernel_cannot_be_built(monkeypatch):
     monkeypatch.setenv("EFFICIENTNET_JAX_CPU_KERNELS", "0")
     model = create_model("efficientnet_b0", **SMALL)
     v, x = _perturbed(model, 32)
-    assert TARGET not in _folded_hlo(model, v, x)
+    hlo = _folded_hlo(model, v, x)
+    assert not any(t in hlo for t in ALL)
     with pytest.raises(kernels.KernelUnavailable, match="disabled"):  # 'cpu_kernel' insists
         _folded_hlo(model.clone(dw_impl="cpu_kernel"), v, x)
