@@ -19,7 +19,8 @@ kernel's is ~19 vector instructions per 8 values (exp2 polynomial, reciprocal es
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+import ctypes
+from typing import Dict, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +33,7 @@ __all__ = ["FUSED_ACTS", "KernelUnavailable", "available", "fused_depthwise", "f
            "unavailable_reason"]
 
 Array = jax.Array
+_cache: Dict[str, int] = {}
 
 # Activation name -> the kernel's code (fused_depthwise.cc `Act`); others use XLA's lowering.
 FUSED_ACTS = {"identity": 0, "swish": 1, "silu": 1, "relu": 2, "relu6": 3}
@@ -43,6 +45,29 @@ def _check_acts_and_dtype(fn: str, x: Array, **acts: str) -> None:
             raise ValueError(f"{fn}: {name}={act!r} is not one of {sorted(FUSED_ACTS)}")
     if x.dtype != jnp.float32:
         raise ValueError(f"{fn}: float32 only, x is {x.dtype}")
+
+
+def gemm_panel_width() -> int:
+    """Floats per row of a weight panel (common.h): 8 x the register tile's vectors, 24 with
+    AVX-512VL and 16 with AVX2, as this machine's build of the kernels has it."""
+    if "panel_width" not in _cache:
+        fn = load().EfficientNetJaxGemmVecs
+        fn.restype = ctypes.c_int64
+        _cache["panel_width"] = 8 * int(fn())
+    return _cache["panel_width"]
+
+
+def _panels(w: Array) -> Array:
+    """A (K, C) weight matrix as the GEMM's panels: (ceil(C / width), K, width), zero-padded.
+
+    In `inference_fn` the weights are constants, so XLA folds this at compile time: the kernels
+    read contiguous panels and no call pays for the layout.
+    """
+    k, c = w.shape
+    width = gemm_panel_width()
+    panels = -(-c // width)
+    w = jnp.pad(w.astype(jnp.float32), ((0, 0), (0, panels * width - c)))
+    return w.reshape(k, panels, width).transpose(1, 0, 2)
 
 
 def _out_hw(x: Array, kernel: Array, stride: int, pads: Sequence[Tuple[int, int]]) -> Tuple[int, int]:
@@ -94,7 +119,7 @@ def fused_depthwise(
         call, args = jax.ffi.ffi_call("efficientnet_jax_fused_depthwise", outs, vmap_method="sequential"), (x,)
     else:
         call = jax.ffi.ffi_call("efficientnet_jax_fused_expand_depthwise", outs, vmap_method="sequential")
-        args = (x, expand_kernel[0, 0].astype(jnp.float32))
+        args = (x, _panels(expand_kernel[0, 0]))
     return call(
         *args,
         in_bias.astype(jnp.float32),
@@ -158,7 +183,7 @@ def fused_pointwise(
     return call(
         x,
         empty if gate is None else gate.astype(jnp.float32),
-        kernel[0, 0].astype(jnp.float32),
+        _panels(kernel[0, 0]),
         bias.astype(jnp.float32),
         empty if residual is None else residual.astype(jnp.float32),
         act=np.int64(FUSED_ACTS[act]),

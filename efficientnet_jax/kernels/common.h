@@ -130,22 +130,34 @@ inline std::vector<v8> PackVectors(const float* src, int64_t rows, int64_t cols,
 }
 
 // ---- GEMM register tiles (the 1x1 convs) ------------------------------------------------------
-// C[MR x 8*NV] += A[MR x k] * W[k x 8*NV], A's rows `lda` floats apart, W's rows `ldw` floats apart
-// (any alignment). Each step broadcasts MR values of A and loads NV vectors of W for MR * NV
-// FMAs. AVX-512VL gives 32 vector registers, room for 8 x 3 accumulators; AVX2's 16 fit 6 x 2.
-// Measured single-threaded on the family's 1x1 shapes (M 48-192, K 96-1152, N 48-1152): 100-115
-// GFLOP/s, the core's FMA peak, where XLA's dot reaches 50-110 GFLOP/s on two cores.
+// C[MR x 8*NV] += A[MR x k] * W[k x 8*NV]: each step broadcasts MR values of A (rows `lda` floats
+// apart) and loads NV vectors of W for MR * NV FMAs. AVX-512VL gives 32 vector registers, room for
+// 8 x 3 accumulators; AVX2's 16 fit 6 x 2.
+//
+// W comes in "panels" (kernels/__init__.py packs them once, at trace time, from the constant
+// weights): the (K, C) matrix as ceil(C / (8 * NV)) blocks of (K, 8 * NV) floats, each contiguous
+// and zero-padded past C. A tile then streams one contiguous panel: single-threaded, with weights
+// cold in cache as at batch 1 (every weight read once per image), 48x1152 @ 1152x192 ran at 98
+// GFLOP/s from panels and 55 GFLOP/s from the row-major matrix (the core's peak is ~112).
 #if defined(__AVX512VL__)
 constexpr int kGemmRows = 8, kGemmVecs = 3;
 #else
 constexpr int kGemmRows = 6, kGemmVecs = 2;
 #endif
+constexpr int64_t kPanelWidth = 8 * kGemmVecs;  // floats per panel row
 
-template <int MR, int NV>
-inline void GemmTile(const float* a, int64_t lda, const float* w, int64_t ldw, int64_t k, v8 (&acc)[MR][NV]) {
+// `scale` (k floats) multiplies W's rows first when given (a per-image Squeeze-Excitation gate on
+// A's columns, applied to the NV loaded vectors instead of the MR broadcasts).
+template <int MR, int NV, bool SCALED>
+inline void GemmTile(const float* a, int64_t lda, const float* w, int64_t k, const float* scale,
+                     v8 (&acc)[MR][NV]) {
   for (int64_t kk = 0; kk < k; ++kk) {
     v8 wv[NV];
-    for (int j = 0; j < NV; ++j) wv[j] = load8(w + kk * ldw + 8 * j);
+    for (int j = 0; j < NV; ++j) wv[j] = load8(w + kk * kPanelWidth + 8 * j);
+    if constexpr (SCALED) {
+      const v8 sk = splat(scale[kk]);
+      for (int j = 0; j < NV; ++j) wv[j] *= sk;
+    }
     for (int r = 0; r < MR; ++r) {
       const v8 av = splat(a[r * lda + kk]);
       for (int j = 0; j < NV; ++j) acc[r][j] += av * wv[j];
@@ -153,57 +165,51 @@ inline void GemmTile(const float* a, int64_t lda, const float* w, int64_t ldw, i
   }
 }
 
-template <int NV, typename Init, typename Out>
-inline void GemmBlock(const float* a, int64_t lda, const float* w, int64_t ldw, int64_t k, int64_t v0,
+template <int NV, bool SCALED, typename Init, typename Out>
+inline void GemmBlock(const float* a, int64_t lda, const float* w, int64_t k, const float* scale, int64_t v0,
                       const Init& init, const Out& out) {
   v8 acc[kGemmRows][NV];
   for (int j = 0; j < NV; ++j) {
     const v8 b = init(v0 + j);
     for (int r = 0; r < kGemmRows; ++r) acc[r][j] = b;
   }
-  GemmTile<kGemmRows, NV>(a, lda, w + 8 * v0, ldw, k, acc);
+  GemmTile<kGemmRows, NV, SCALED>(a, lda, w, k, scale, acc);
   for (int r = 0; r < kGemmRows; ++r) {
     for (int j = 0; j < NV; ++j) out(r, v0 + j, acc[r][j]);
   }
 }
 
-// kGemmRows rows of A times vectors [v0, v1) of W: out(row, vector, init(vector) + A W) for each.
-// A always has kGemmRows rows: a caller with fewer pads them (GemmRowsPadded) and drops the rest.
+// kGemmRows rows of A times panel `v0 / kGemmVecs` of W, vectors [v0, v1) of it (v0 a multiple of
+// kGemmVecs, v1 - v0 <= kGemmVecs): out(row, vector, init(vector) + A W) for each. A always has
+// kGemmRows rows: a caller with fewer pads them (PadRows) and drops the rest in `out`.
 template <typename Init, typename Out>
-inline void GemmRows(const float* a, int64_t lda, const float* w, int64_t ldw, int64_t k, int64_t v0, int64_t v1,
-                     const Init& init, const Out& out) {
-  int64_t v = v0;
-  for (; v + kGemmVecs <= v1; v += kGemmVecs) GemmBlock<kGemmVecs>(a, lda, w, ldw, k, v, init, out);
-  if (v1 - v == 1) GemmBlock<1>(a, lda, w, ldw, k, v, init, out);
-  if (v1 - v == 2) GemmBlock<2>(a, lda, w, ldw, k, v, init, out);
+inline void GemmPanel(const float* a, int64_t lda, const float* panels, int64_t k, const float* scale, int64_t v0,
+                      int64_t v1, const Init& init, const Out& out) {
+  const float* w = panels + (v0 / kGemmVecs) * k * kPanelWidth;
+  const int64_t nv = v1 - v0;
+  if (scale) {
+    if (nv == kGemmVecs) return GemmBlock<kGemmVecs, true>(a, lda, w, k, scale, v0, init, out);
+    if (nv == 1) return GemmBlock<1, true>(a, lda, w, k, scale, v0, init, out);
+    if (nv == 2) return GemmBlock<2, true>(a, lda, w, k, scale, v0, init, out);
+  } else {
+    if (nv == kGemmVecs) return GemmBlock<kGemmVecs, false>(a, lda, w, k, scale, v0, init, out);
+    if (nv == 1) return GemmBlock<1, false>(a, lda, w, k, scale, v0, init, out);
+    if (nv == 2) return GemmBlock<2, false>(a, lda, w, k, scale, v0, init, out);
+  }
 }
 
-// `rows` (< kGemmRows) rows of A copied into `pad` (kGemmRows x k, zero below them), scaled per
-// column by `scale` when given: the tile's A. Returns pad's data (its rows are k floats apart).
-inline const float* PadRows(const float* a, int64_t lda, int64_t rows, int64_t k, const float* scale,
-                            std::vector<float>& pad) {
+// `rows` (< kGemmRows) rows of A copied into `pad` (kGemmRows x k, zero below them). Returns
+// pad's data (its rows are k floats apart).
+inline const float* PadRows(const float* a, int64_t lda, int64_t rows, int64_t k, std::vector<float>& pad) {
   pad.assign(static_cast<size_t>(kGemmRows * k), 0.0f);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* src = a + r * lda;
-    float* dst = pad.data() + r * k;
-    if (scale) {
-      for (int64_t i = 0; i < k; ++i) dst[i] = src[i] * scale[i];
-    } else {
-      std::memcpy(dst, src, sizeof(float) * k);
-    }
-  }
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(pad.data() + r * k, a + r * lda, sizeof(float) * k);
   return pad.data();
 }
 
-// A (rows, cols) weight matrix as rows of whole vectors: the buffer itself when cols % 8 == 0,
-// else a zero-padded copy in `storage`. Returns the row stride (floats) through `ld`.
-inline const float* VectorRows(const float* w, int64_t rows, int64_t cols, std::vector<float>& storage,
-                               int64_t& ld) {
-  ld = (cols + 7) / 8 * 8;
-  if (ld == cols) return w;
-  storage.assign(static_cast<size_t>(rows * ld), 0.0f);
-  for (int64_t r = 0; r < rows; ++r) std::memcpy(storage.data() + r * ld, w + r * cols, sizeof(float) * cols);
-  return storage.data();
+// Are `dims` the panels of a (k, c) matrix: (ceil(c / kPanelWidth), k, kPanelWidth)?
+template <typename Dims>
+inline bool ArePanels(const Dims& dims, int64_t k, int64_t c) {
+  return dims.size() == 3 && dims[0] == (c + kPanelWidth - 1) / kPanelWidth && dims[1] == k && dims[2] == kPanelWidth;
 }
 
 // Run fn(item) for item in [0, items) on the calling thread and up to threads - 1 tasks of XLA's

@@ -8,7 +8,7 @@
 // as in the graph it replaces.
 //
 // The second entry point also runs the expand conv: x is then the block input (N, H, W, C_in)
-// and each input row is `x_row @ w_expand` (C_in, C) before its bias and activation, computed
+// and each input row is `x_row @ w_expand` (C_in, C, as panels) before its bias and activation, computed
 // with common.h's register tiles straight into the ring: the expanded map, the block's widest,
 // is never written to memory, and XLA's expand dot (and its hand-off between threads) is gone.
 //
@@ -36,14 +36,14 @@ using namespace efficientnet_jax_kernels;  // NOLINT: this file's vocabulary
 
 struct Problem {
   const float* x;
-  const float* we;  // expand weights (C_in, C), rows `we_ld` floats apart; nullptr: x is expanded
+  const float* we;  // expand weights (C_in, C) as panels (common.h); nullptr: x is already expanded
   const v8* wvec;   // weights packed once per call: (C / 8 vectors) x (kh * kw taps), vector-major
   const v8* obvec;  // out and in biases, C / 8 vectors
   const v8* ibvec;
   float* out;
   float* partial;  // (row bands, N, C) sums of out, reduced by the caller
   int64_t n, h, w_in, c, kh, kw, stride, pad_top, pad_left, ho, wo;
-  int64_t cin, we_ld;  // x's channels (== c without expand)
+  int64_t cin;  // x's channels (== c without expand)
   int64_t in_act, out_act;
   int64_t bands, band_rows, groups, group_ch;
 };
@@ -68,17 +68,21 @@ void FillRow(const Problem& p, Tile& t, int64_t img, int64_t iy, int64_t c0, int
     for (int64_t ix = p.pad_left + last; ix < t.wp; ++ix) dst[v * t.wp + ix] = splat(0.0f);
   }
   if (p.we) {  // expand: kGemmRows pixels x the group's vectors at a time, bias as the start value
+    // The group starts at a panel boundary (Run rounds groups to whole panels).
     const float* src = p.x + ((img * p.h + iy) * p.w_in) * p.cin;
-    const float* we = p.we + c0;
+    const float* we = p.we + (c0 / kPanelWidth) * p.cin * kPanelWidth;
     auto init = [&t](int64_t v) { return t.ib[v]; };
     for (int64_t ix = 0; ix < last; ix += kGemmRows) {
       const int64_t rows = std::min<int64_t>(kGemmRows, last - ix);
       const float* a = src + ix * p.cin;
-      if (rows < kGemmRows) a = PadRows(a, p.cin, rows, p.cin, nullptr, t.pad);
+      if (rows < kGemmRows) a = PadRows(a, p.cin, rows, p.cin, t.pad);
       v8* d = dst + p.pad_left + ix;
-      GemmRows(a, p.cin, we, p.we_ld, p.cin, 0, t.nvec, init, [d, rows, &t](int r, int64_t v, v8 acc) {
-        if (r < rows) d[v * t.wp + r] = act8<ACT>(acc);
-      });
+      for (int64_t v = 0; v < t.nvec; v += kGemmVecs) {
+        GemmPanel(a, p.cin, we, p.cin, nullptr, v, std::min<int64_t>(t.nvec, v + kGemmVecs), init,
+                  [d, rows, &t](int r, int64_t vec, v8 acc) {
+                    if (r < rows) d[vec * t.wp + r] = act8<ACT>(acc);
+                  });
+      }
     }
     return;
   }
@@ -215,8 +219,8 @@ void RunItem(const Problem& p, int64_t item, Tile& t) {
   for (int64_t v = 0; v < t.nvec; ++v) store_part(psum + 8 * v, sums[v], std::min<int64_t>(8, cw - 8 * v));
 }
 
-// `we` (C_in, C) or nullptr (x is the expand output, C channels).
-ffi::Error Run(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& x, const float* we, int64_t we_rows,
+// `we` the (C_in, C) expand weights as panels, or nullptr (x is the expand output, C channels).
+ffi::Error Run(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& x, const float* we,
                ffi::Buffer<ffi::F32>& in_bias, ffi::Buffer<ffi::F32>& w, ffi::Buffer<ffi::F32>& out_bias,
                ffi::ResultBuffer<ffi::F32>& out, ffi::ResultBuffer<ffi::F32>& pooled, int64_t stride,
                int64_t pad_top, int64_t pad_left, int64_t in_act, int64_t out_act) {
@@ -225,15 +229,12 @@ ffi::Error Run(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& x, const float* we,
     return ffi::Error::InvalidArgument("fused_depthwise: x and out must be NHWC, w (KH, KW, C)");
   }
   Problem p{};
-  p.n = xd[0], p.h = xd[1], p.w_in = xd[2], p.cin = xd[3], p.c = we ? wd[2] : xd[3];
-  if (we && we_rows != p.cin) {
-    return ffi::Error::InvalidArgument("fused_depthwise: the expand weights must be (C_in, C)");
-  }
+  p.n = xd[0], p.h = xd[1], p.w_in = xd[2], p.cin = xd[3], p.c = wd[2];
   p.kh = wd[0], p.kw = wd[1], p.ho = od[1], p.wo = od[2];
   if (p.kh > 16 || p.kw > 16) {
     return ffi::Error::InvalidArgument("fused_depthwise: kernels up to 16x16");
   }
-  if (wd[2] != p.c || od[0] != p.n || od[3] != p.c || in_bias.element_count() != p.c ||
+  if ((!we && p.cin != p.c) || od[0] != p.n || od[3] != p.c || in_bias.element_count() != p.c ||
       out_bias.element_count() != p.c || pooled->element_count() != p.n * p.c || stride < 1) {
     return ffi::Error::InvalidArgument("fused_depthwise: inconsistent shapes");
   }
@@ -241,20 +242,24 @@ ffi::Error Run(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& x, const float* we,
   p.stride = stride, p.pad_top = pad_top, p.pad_left = pad_left, p.in_act = in_act, p.out_act = out_act;
   if (p.n == 0 || p.ho == 0 || p.wo == 0 || p.c == 0) return ffi::Error::Success();
 
-  // Items: about 4 per thread, channel groups of >= 64 first (no halo rows to recompute), then
-  // row bands of >= k rows (each band activates k - stride rows its neighbour also activates).
-  const int64_t want = 4 * std::max<int64_t>(1, pool.num_threads());
-  const int64_t max_groups = (p.c + 63) / 64;
-  p.groups = std::clamp<int64_t>((want + p.n - 1) / p.n, 1, max_groups);
-  p.group_ch = ((p.c + p.groups - 1) / p.groups + 7) / 8 * 8;
+  // Items: channel groups first, then row bands of >= k rows where that leaves fewer than 4 items
+  // per thread. With the expand, groups of whole GEMM panels (it reads its group's panels), up to
+  // 8 per thread (smaller items even out the threads' shares): a band expands the k - stride rows
+  // its neighbour also expands, 57 % more expand work for 7-row bands of 5x5. Without it, groups
+  // of >= 64 channels: a band only re-activates its halo, and narrow groups read x piecemeal.
+  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  const int64_t unit = we ? kPanelWidth : 8;
+  const int64_t max_groups = we ? (p.c + unit - 1) / unit : (p.c + 63) / 64;
+  p.groups = std::clamp<int64_t>(((we ? 8 : 4) * threads + p.n - 1) / p.n, 1, max_groups);
+  p.group_ch = ((p.c + p.groups - 1) / p.groups + unit - 1) / unit * unit;
   p.groups = (p.c + p.group_ch - 1) / p.group_ch;
+  const int64_t want = 4 * threads;
   const int64_t per_image = std::max<int64_t>(1, (want + p.n * p.groups - 1) / (p.n * p.groups));
   p.band_rows = std::max<int64_t>(std::max<int64_t>(p.kh, 4), (p.ho + per_image - 1) / per_image);
   p.bands = (p.ho + p.band_rows - 1) / p.band_rows;
 
   const std::vector<v8> wvec = PackVectors(w.typed_data(), p.kh * p.kw, p.c, /*vec_major=*/true);
-  std::vector<float> we_storage;
-  p.we = we ? VectorRows(we, p.cin, p.c, we_storage, p.we_ld) : nullptr;
+  p.we = we;
   const std::vector<v8> obvec = PackVectors(out_bias.typed_data(), 1, p.c, false);
   const std::vector<v8> ibvec = PackVectors(in_bias.typed_data(), 1, p.c, false);
   p.wvec = wvec.data(), p.obvec = obvec.data(), p.ibvec = ibvec.data();
@@ -282,7 +287,7 @@ ffi::Error FusedDepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi
                               ffi::ResultBuffer<ffi::F32> out, ffi::ResultBuffer<ffi::F32> pooled,
                               int64_t stride, int64_t pad_top, int64_t pad_left, int64_t in_act,
                               int64_t out_act) {
-  return Run(pool, x, nullptr, 0, in_bias, w, out_bias, out, pooled, stride, pad_top, pad_left, in_act, out_act);
+  return Run(pool, x, nullptr, in_bias, w, out_bias, out, pooled, stride, pad_top, pad_left, in_act, out_act);
 }
 
 ffi::Error FusedExpandDepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> we,
@@ -290,11 +295,11 @@ ffi::Error FusedExpandDepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> 
                                     ffi::Buffer<ffi::F32> out_bias, ffi::ResultBuffer<ffi::F32> out,
                                     ffi::ResultBuffer<ffi::F32> pooled, int64_t stride, int64_t pad_top,
                                     int64_t pad_left, int64_t in_act, int64_t out_act) {
-  auto ed = we.dimensions();
-  if (ed.size() != 2 || ed[1] != w.dimensions().back()) {
-    return ffi::Error::InvalidArgument("fused_depthwise: the expand weights must be (C_in, C)");
+  if (x.dimensions().size() != 4 || w.dimensions().size() != 3 ||
+      !ArePanels(we.dimensions(), x.dimensions()[3], w.dimensions()[2])) {
+    return ffi::Error::InvalidArgument("fused_depthwise: the expand weights must be (C_in, C) as panels");
   }
-  return Run(pool, x, we.typed_data(), ed[0], in_bias, w, out_bias, out, pooled, stride, pad_top, pad_left, in_act,
+  return Run(pool, x, we.typed_data(), in_bias, w, out_bias, out, pooled, stride, pad_top, pad_left, in_act,
              out_act);
 }
 

@@ -2,7 +2,7 @@
 //
 //   out = act((x * gate) @ w + bias) + residual
 //
-// x (N, H, W, K) NHWC float32, w (K, C), bias (C); gate (N, K) scales x's channels per image (the
+// x (N, H, W, K) NHWC float32, w (K, C) as panels, bias (C); gate (N, K) scales x's channels per image (the
 // Squeeze-Excitation gate; empty: none) and residual (N, H, W, C) is added last (empty: none).
 // An MBConv's project conv with its folded BN, SE gate and skip connection, or the head conv with
 // its activation, in one pass.
@@ -11,8 +11,8 @@
 // threads (B0 @224: ~65 dots of ~20 us to 0.4 ms), and its dot reaches 50-110 GFLOP/s on two cores
 // at M = 49-784 rows; the register tiles here (common.h) run at the core's FMA peak.
 //
-// Work: (image, block of row tiles, block of column vectors) items, drained by the caller and
-// XLA's intra-op pool (common.h ParallelFor). A tile's gated rows are packed once per item.
+// w arrives as panels (common.h; kernels/__init__.py packs them). Work: (image, block of row
+// tiles, block of panels) items, drained by the caller and XLA's intra-op pool (ParallelFor).
 
 #include <algorithm>
 #include <cstdint>
@@ -28,10 +28,10 @@ namespace {
 using namespace efficientnet_jax_kernels;  // NOLINT: this file's vocabulary
 
 struct Problem {
-  const float *x, *gate, *w, *bias, *residual;  // gate, residual: nullptr when absent
+  const float *x, *gate, *w, *bias, *residual;  // gate, residual: nullptr when absent; w: panels
   float* out;
-  int64_t n, m, k, c, ldw;                      // m = H * W rows per image; ldw: w's row stride
-  int64_t m_blocks, m_tiles_per_block, v_blocks, v_per_block;
+  int64_t n, m, k, c;                           // m = H * W rows per image
+  int64_t m_blocks, m_tiles_per_block, v_blocks, panels_per_block, chunk_tiles;
 };
 
 template <int64_t ACT>
@@ -40,65 +40,72 @@ void RunItem(const Problem& p, int64_t item, std::vector<float>& pad) {
   const int64_t mb = (item / p.v_blocks) % p.m_blocks;
   const int64_t img = item / (p.v_blocks * p.m_blocks);
   const int64_t nvec = (p.c + 7) / 8;
-  const int64_t v0 = vb * p.v_per_block, v1 = std::min(nvec, v0 + p.v_per_block);
+  const int64_t v_begin = vb * p.panels_per_block * kGemmVecs;
+  const int64_t v_end = std::min(nvec, v_begin + p.panels_per_block * kGemmVecs);
   const int64_t r_begin = mb * p.m_tiles_per_block * kGemmRows;
   const int64_t r_end = std::min(p.m, r_begin + p.m_tiles_per_block * kGemmRows);
-  if (v0 >= v1 || r_begin >= r_end) return;
+  if (v_begin >= v_end || r_begin >= r_end) return;
   const float* x = p.x + img * p.m * p.k;
   const float* gate = p.gate ? p.gate + img * p.k : nullptr;
   const float* res = p.residual ? p.residual + img * p.m * p.c : nullptr;
   float* out = p.out + img * p.m * p.c;
   auto init = [&p](int64_t v) { return load_part(p.bias + 8 * v, std::min<int64_t>(8, p.c - 8 * v)); };
 
-  for (int64_t r0 = r_begin; r0 < r_end; r0 += kGemmRows) {
-    const int64_t rows = std::min<int64_t>(kGemmRows, r_end - r0);
-    const float* a = x + r0 * p.k;
-    int64_t lda = p.k;
-    if (gate || rows < kGemmRows) a = PadRows(a, lda, rows, p.k, gate, pad), lda = p.k;
-    GemmRows(a, lda, p.w, p.ldw, p.k, v0, v1, init, [&](int r, int64_t v, v8 acc) {
-      if (r >= rows) return;
-      const int64_t valid = std::min<int64_t>(8, p.c - 8 * v);
-      const int64_t at = (r0 + r) * p.c + 8 * v;
-      v8 y = act8<ACT>(acc);
-      if (res) y += load_part(res + at, valid);
-      store_part(out + at, y, valid);
-    });
+  // Chunks of rows small enough to stay in cache while every panel of the item passes over them;
+  // each panel is read once per chunk (at batch 1 and 7x7 maps: once).
+  for (int64_t c0 = r_begin; c0 < r_end; c0 += p.chunk_tiles * kGemmRows) {
+    const int64_t c1 = std::min(r_end, c0 + p.chunk_tiles * kGemmRows);
+    for (int64_t v = v_begin; v < v_end; v += kGemmVecs) {
+      const int64_t v1 = std::min(v_end, v + kGemmVecs);
+      for (int64_t r0 = c0; r0 < c1; r0 += kGemmRows) {
+        const int64_t rows = std::min<int64_t>(kGemmRows, c1 - r0);
+        const float* a = rows < kGemmRows ? PadRows(x + r0 * p.k, p.k, rows, p.k, pad) : x + r0 * p.k;
+        GemmPanel(a, p.k, p.w, p.k, gate, v, v1, init, [&](int r, int64_t vec, v8 acc) {
+          if (r >= rows) return;
+          const int64_t valid = std::min<int64_t>(8, p.c - 8 * vec);
+          const int64_t at = (r0 + r) * p.c + 8 * vec;
+          v8 y = act8<ACT>(acc);
+          if (res) y += load_part(res + at, valid);
+          store_part(out + at, y, valid);
+        });
+      }
+    }
   }
 }
 
 ffi::Error FusedPointwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> gate,
                               ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::F32> residual,
                               ffi::ResultBuffer<ffi::F32> out, int64_t act) {
-  auto xd = x.dimensions(), wd = w.dimensions(), od = out->dimensions();
-  if (xd.size() != 4 || wd.size() != 2 || od.size() != 4) {
-    return ffi::Error::InvalidArgument("fused_pointwise: x and out must be NHWC, w (K, C)");
-  }
+  auto xd = x.dimensions(), od = out->dimensions();
+  if (xd.size() != 4 || od.size() != 4) return ffi::Error::InvalidArgument("fused_pointwise: x and out must be NHWC");
   Problem p{};
-  p.n = xd[0], p.m = xd[1] * xd[2], p.k = xd[3], p.c = wd[1];
+  p.n = xd[0], p.m = xd[1] * xd[2], p.k = xd[3], p.c = od[3];
   const bool has_gate = gate.element_count() > 0, has_residual = residual.element_count() > 0;
-  if (wd[0] != p.k || od[0] != p.n || od[1] * od[2] != p.m || od[3] != p.c || bias.element_count() != p.c ||
+  if (!ArePanels(w.dimensions(), p.k, p.c)) {
+    return ffi::Error::InvalidArgument("fused_pointwise: w must be the (K, C) weights as panels");
+  }
+  if (od[0] != p.n || od[1] * od[2] != p.m || bias.element_count() != p.c ||
       (has_gate && gate.element_count() != p.n * p.k) ||
       (has_residual && residual.element_count() != p.n * p.m * p.c)) {
     return ffi::Error::InvalidArgument("fused_pointwise: inconsistent shapes");
   }
   if (p.n == 0 || p.m == 0 || p.c == 0) return ffi::Error::Success();
-  std::vector<float> w_storage;
-  p.w = VectorRows(w.typed_data(), p.k, p.c, w_storage, p.ldw);
-  p.x = x.typed_data(), p.bias = bias.typed_data(), p.out = out->typed_data();
+  p.x = x.typed_data(), p.w = w.typed_data(), p.bias = bias.typed_data(), p.out = out->typed_data();
   p.gate = has_gate ? gate.typed_data() : nullptr;
   p.residual = has_residual ? residual.typed_data() : nullptr;
 
-  // About 4 items per thread: row tiles split first (each item reads the whole weight panel of
-  // its columns), then the columns, in whole register tiles.
+  // About 4 items per thread: panels split first (each thread streams its own weights, which at
+  // batch 1 come from memory once per image), then row tiles.
   const int64_t want = 4 * std::max<int64_t>(1, pool.num_threads());
   const int64_t m_tiles = (p.m + kGemmRows - 1) / kGemmRows;
-  const int64_t v_tiles = ((p.c + 7) / 8 + kGemmVecs - 1) / kGemmVecs;
-  p.m_blocks = std::clamp<int64_t>((want + p.n - 1) / p.n, 1, m_tiles);
+  const int64_t panels = (p.c + kPanelWidth - 1) / kPanelWidth;
+  p.v_blocks = std::clamp<int64_t>((want + p.n - 1) / p.n, 1, panels);
+  p.panels_per_block = (panels + p.v_blocks - 1) / p.v_blocks;
+  p.v_blocks = (panels + p.panels_per_block - 1) / p.panels_per_block;
+  p.m_blocks = std::clamp<int64_t>((want + p.n * p.v_blocks - 1) / (p.n * p.v_blocks), 1, m_tiles);
   p.m_tiles_per_block = (m_tiles + p.m_blocks - 1) / p.m_blocks;
   p.m_blocks = (m_tiles + p.m_tiles_per_block - 1) / p.m_tiles_per_block;
-  p.v_blocks = std::clamp<int64_t>((want + p.n * p.m_blocks - 1) / (p.n * p.m_blocks), 1, v_tiles);
-  p.v_per_block = (v_tiles + p.v_blocks - 1) / p.v_blocks * kGemmVecs;
-  p.v_blocks = ((p.c + 7) / 8 + p.v_per_block - 1) / p.v_per_block;
+  p.chunk_tiles = std::max<int64_t>(1, (256 << 10) / (p.k * 4 * kGemmRows));  // ~256 KB of x rows
 
   ParallelFor(pool, p.n * p.m_blocks * p.v_blocks, [&p, act](int64_t item) {
     thread_local std::vector<float> pad;  // kept across calls: no allocation per call once warm
@@ -124,3 +131,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(EfficientNetJaxFusedPointwise, FusedPointwiseImpl,
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Attr<int64_t>("act"));
+
+// The register tile's width in vectors of 8 floats, for the Python side's panel packing.
+extern "C" int64_t EfficientNetJaxGemmVecs() { return kGemmVecs; }
