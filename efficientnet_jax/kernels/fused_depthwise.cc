@@ -103,44 +103,45 @@ void FillRow(const Problem& p, Tile& t, int64_t img, int64_t iy, int64_t c0, int
   }
 }
 
-// One output row for one vector of 8 channels: OX output pixels at a time, so each weight vector
-// is loaded once per OX pixels and, at stride 1, each input vector once per OX + KW - 1 taps.
-// `rows[dy]` point at this vector's activated input rows (nullptr: a padding row).
+// OX output pixels from `ox` for one vector of 8 channels: each weight vector is loaded once per
+// OX pixels and, at stride 1, each input vector once per OX + KW - 1 taps. `rows[dy]` point at
+// this vector's activated input rows (nullptr: a padding row).
+template <int OX, int KW, int S, int64_t ACT>
+inline void Pixels(const Problem& p, const v8* const* rows, const v8* w, v8 bias, v8& sum, float* orow,
+                   int64_t n, int64_t ox) {
+  const int64_t kw = KW > 0 ? KW : p.kw;
+  const int64_t s = S > 0 ? S : p.stride;
+  v8 acc[OX];
+  for (int j = 0; j < OX; ++j) acc[j] = bias;
+  for (int64_t dy = 0; dy < p.kh; ++dy) {
+    if (rows[dy] == nullptr) continue;
+    const v8* ip = rows[dy] + ox * s;
+    const v8* wq = w + dy * kw;
+    for (int64_t dx = 0; dx < kw; ++dx) {
+      const v8 wv = wq[dx];
+      for (int j = 0; j < OX; ++j) acc[j] += ip[j * s + dx] * wv;
+    }
+  }
+  for (int j = 0; j < OX; ++j) {
+    const v8 y = act8<ACT>(acc[j]);
+    store_part(orow + (ox + j) * p.c, y, n);
+    sum += y;
+  }
+}
+
+// One output row for one vector of 8 channels. A tile's OX accumulators are OX independent FMA
+// chains: 8 (AVX-512VL's 32 registers hold them) keep both FMA pipes busy through the FMA
+// latency, where 4 left them half idle; row tails take 4, 2, 1 pixels.
+constexpr int kDwPixels = kGemmRows == 8 ? 8 : 4;
+
 template <int KW, int S, int64_t ACT>
 inline void RowVec(const Problem& p, const v8* const* rows, const v8* w, v8 bias, v8& sum, float* orow,
                    int64_t n) {
-  constexpr int OX = 4;
-  const int64_t kw = KW > 0 ? KW : p.kw;
-  const int64_t s = S > 0 ? S : p.stride;
   int64_t ox = 0;
-  for (; ox + OX <= p.wo; ox += OX) {
-    v8 acc[OX];
-    for (int j = 0; j < OX; ++j) acc[j] = bias;
-    for (int64_t dy = 0; dy < p.kh; ++dy) {
-      if (rows[dy] == nullptr) continue;
-      const v8* ip = rows[dy] + ox * s;
-      const v8* wq = w + dy * kw;
-      for (int64_t dx = 0; dx < kw; ++dx) {
-        const v8 wv = wq[dx];
-        for (int j = 0; j < OX; ++j) acc[j] += ip[j * s + dx] * wv;
-      }
-    }
-    for (int j = 0; j < OX; ++j) {
-      const v8 y = act8<ACT>(acc[j]);
-      store_part(orow + (ox + j) * p.c, y, n);
-      sum += y;
-    }
-  }
-  for (; ox < p.wo; ++ox) {
-    v8 acc = bias;
-    for (int64_t dy = 0; dy < p.kh; ++dy) {
-      if (rows[dy] == nullptr) continue;
-      for (int64_t dx = 0; dx < kw; ++dx) acc += rows[dy][ox * s + dx] * w[dy * kw + dx];
-    }
-    const v8 y = act8<ACT>(acc);
-    store_part(orow + ox * p.c, y, n);
-    sum += y;
-  }
+  for (; ox + kDwPixels <= p.wo; ox += kDwPixels) Pixels<kDwPixels, KW, S, ACT>(p, rows, w, bias, sum, orow, n, ox);
+  if (kDwPixels > 4 && ox + 4 <= p.wo) Pixels<4, KW, S, ACT>(p, rows, w, bias, sum, orow, n, ox), ox += 4;
+  if (ox + 2 <= p.wo) Pixels<2, KW, S, ACT>(p, rows, w, bias, sum, orow, n, ox), ox += 2;
+  if (ox < p.wo) Pixels<1, KW, S, ACT>(p, rows, w, bias, sum, orow, n, ox);
 }
 
 template <int KW, int S, int64_t ACT>
