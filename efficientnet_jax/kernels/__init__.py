@@ -158,12 +158,16 @@ def fused_pointwise(
     act: str = "identity",
     gate: Optional[Array] = None,
     residual: Optional[Array] = None,
+    se: Optional[Tuple[Array, Array, Array, Array, Array]] = None,
+    se_act: str = "swish",
 ) -> Array:
     """act((x * gate[:, None, None, :]) @ kernel + bias) + residual: a 1x1 conv with its folded BN,
     the Squeeze-Excitation gate before it and the skip connection after (fused_pointwise.cc).
 
     x (N, H, W, K) float32 NHWC, kernel (1, 1, K, C) HWIO, bias (C,), gate (N, K) or None,
-    residual (N, H, W, C) or None. CPU only; inference only (no gradient).
+    residual (N, H, W, C) or None. `se` = (pooled (N, K), reduce kernel (1, 1, K, S), reduce bias
+    (S,), expand kernel (1, 1, S, K), expand bias (K,)) computes the gate inside, as
+    `sigmoid(se_act(pooled @ reduce + b) @ expand + b)`. CPU only; inference only (no gradient).
     """
     load()
     if x.ndim != 4 or kernel.ndim != 4 or kernel.shape[:3] != (1, 1, x.shape[3]) or bias.shape != kernel.shape[3:]:
@@ -175,16 +179,35 @@ def fused_pointwise(
         raise ValueError(f"fused_pointwise: gate {gate.shape} must be (N, C_in) = {(n, k)}")
     if residual is not None and residual.shape != (n, h, w, c):
         raise ValueError(f"fused_pointwise: residual {residual.shape} must be the output's shape {(n, h, w, c)}")
-    _check_acts_and_dtype("fused_pointwise", x, act=act)
+    _check_acts_and_dtype("fused_pointwise", x, act=act, se_act=se_act)
     empty = jnp.zeros((0,), jnp.float32)
+    se_args = (empty,) * 5
+    if se is not None:
+        if gate is not None:
+            raise ValueError("fused_pointwise: give the gate or the SE inputs that compute it, not both")
+        pooled, w1, b1, w2, b2 = se
+        s = b1.shape[0] if b1.ndim == 1 else -1
+        if pooled.shape != (n, k) or w1.shape != (1, 1, k, s) or w2.shape != (1, 1, s, k) or b2.shape != (k,):
+            raise ValueError(f"fused_pointwise: se shapes pooled {pooled.shape}, reduce {w1.shape} + {b1.shape}, "
+                             f"expand {w2.shape} + {b2.shape} must be (N, C_in), (1, 1, C_in, S) + (S,), "
+                             f"(1, 1, S, C_in) + (C_in,) with N, C_in = {n}, {k}")
+        se_args = tuple(a.astype(jnp.float32) for a in (pooled, w1[0, 0], b1, w2[0, 0], b2))
+    per_image = gate is not None or se is not None
+    if not per_image:  # nothing differs between images: one (N*H*W, K) matrix, fewer partial tiles
+        x = x.reshape(1, n * h * w, 1, k)
+        residual = None if residual is None else residual.reshape(1, n * h * w, 1, c)
     call = jax.ffi.ffi_call(
-        "efficientnet_jax_fused_pointwise", jax.ShapeDtypeStruct((n, h, w, c), jnp.float32), vmap_method="sequential"
+        "efficientnet_jax_fused_pointwise", jax.ShapeDtypeStruct(x.shape[:3] + (c,), jnp.float32),
+        vmap_method="sequential",
     )
-    return call(
+    out = call(
         x,
         empty if gate is None else gate.astype(jnp.float32),
         _panels(kernel[0, 0]),
         bias.astype(jnp.float32),
         empty if residual is None else residual.astype(jnp.float32),
+        *se_args,
         act=np.int64(FUSED_ACTS[act]),
+        se_act=np.int64(FUSED_ACTS[se_act]),
     )
+    return out.reshape(n, h, w, c)

@@ -2,8 +2,11 @@
 //
 //   out = act((x * gate) @ w + bias) + residual
 //
-// x (N, H, W, K) NHWC float32, w (K, C) as panels, bias (C); gate (N, K) scales x's channels per image (the
-// Squeeze-Excitation gate; empty: none) and residual (N, H, W, C) is added last (empty: none).
+// x (N, H, W, K) NHWC float32, w (K, C) as panels, bias (C); gate (N, K) scales x's channels per
+// image (the Squeeze-Excitation gate; empty: none) and residual (N, H, W, C) is added last (empty:
+// none). Instead of the gate, the SE's own inputs may come (pooled (N, K), its two 1x1 convs
+// w1 (K, S), b1 (S), w2 (S, K), b2 (K)): gate = sigmoid(act_se(pooled @ w1 + b1) @ w2 + b2),
+// computed here first, which spares XLA's five small ops per block.
 // An MBConv's project conv with its folded BN, SE gate and skip connection, or the head conv with
 // its activation, in one pass.
 //
@@ -73,25 +76,74 @@ void RunItem(const Problem& p, int64_t item, std::vector<float>& pad) {
   }
 }
 
+// gates[img * k + i] = sigmoid(act(pooled[img] @ w1 + b1) @ w2 + b2)[i]: the SE gate of each image.
+template <int64_t ACT>
+void SqueezeExciteGates(const float* pooled, const float* w1, const float* b1, const float* w2, const float* b2,
+                        int64_t n, int64_t k, int64_t s, float* gates) {
+  std::vector<float> hidden(static_cast<size_t>(s));
+  for (int64_t img = 0; img < n; ++img) {
+    const float* in = pooled + img * k;
+    std::copy(b1, b1 + s, hidden.begin());
+    for (int64_t i = 0; i < k; ++i) {  // rows of w1: the inner loop runs along contiguous memory
+      const float v = in[i];
+      for (int64_t j = 0; j < s; ++j) hidden[j] += v * w1[i * s + j];
+    }
+    for (int64_t j = 0; j < s; j += 8) {
+      const int64_t valid = std::min<int64_t>(8, s - j);
+      store_part(hidden.data() + j, act8<ACT>(load_part(hidden.data() + j, valid)), valid);
+    }
+    float* g = gates + img * k;
+    std::copy(b2, b2 + k, g);
+    for (int64_t j = 0; j < s; ++j) {
+      const float v = hidden[j];
+      for (int64_t i = 0; i < k; ++i) g[i] += v * w2[j * k + i];
+    }
+    for (int64_t i = 0; i < k; i += 8) {  // sigmoid(z) = 1 / (1 + 2^(-z log2 e))
+      const int64_t valid = std::min<int64_t>(8, k - i);
+      const v8 z = load_part(g + i, valid);
+      store_part(g + i, recip8(splat(1.0f) + exp2_8(z * splat(-1.4426950408889634f))), valid);
+    }
+  }
+}
+
 ffi::Error FusedPointwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> gate,
                               ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::F32> residual,
-                              ffi::ResultBuffer<ffi::F32> out, int64_t act) {
+                              ffi::Buffer<ffi::F32> pooled, ffi::Buffer<ffi::F32> w1, ffi::Buffer<ffi::F32> b1,
+                              ffi::Buffer<ffi::F32> w2, ffi::Buffer<ffi::F32> b2, ffi::ResultBuffer<ffi::F32> out,
+                              int64_t act, int64_t se_act) {
   auto xd = x.dimensions(), od = out->dimensions();
   if (xd.size() != 4 || od.size() != 4) return ffi::Error::InvalidArgument("fused_pointwise: x and out must be NHWC");
   Problem p{};
   p.n = xd[0], p.m = xd[1] * xd[2], p.k = xd[3], p.c = od[3];
   const bool has_gate = gate.element_count() > 0, has_residual = residual.element_count() > 0;
+  const bool has_se = pooled.element_count() > 0;
+  const int64_t se_ch = has_se ? b1.element_count() : 0;
   if (!ArePanels(w.dimensions(), p.k, p.c)) {
     return ffi::Error::InvalidArgument("fused_pointwise: w must be the (K, C) weights as panels");
   }
   if (od[0] != p.n || od[1] * od[2] != p.m || bias.element_count() != p.c ||
       (has_gate && gate.element_count() != p.n * p.k) ||
-      (has_residual && residual.element_count() != p.n * p.m * p.c)) {
+      (has_residual && residual.element_count() != p.n * p.m * p.c) ||
+      (has_se && (has_gate || pooled.element_count() != p.n * p.k || w1.element_count() != p.k * se_ch ||
+                  w2.element_count() != se_ch * p.k || b2.element_count() != p.k))) {
     return ffi::Error::InvalidArgument("fused_pointwise: inconsistent shapes");
   }
   if (p.n == 0 || p.m == 0 || p.c == 0) return ffi::Error::Success();
   p.x = x.typed_data(), p.w = w.typed_data(), p.bias = bias.typed_data(), p.out = out->typed_data();
   p.gate = has_gate ? gate.typed_data() : nullptr;
+  std::vector<float> gates;
+  if (has_se) {  // serial: (K x S) x 2 multiply-adds per image, ~2 % of a batch-1 project conv
+    gates.resize(static_cast<size_t>(p.n * p.k));
+    const float *pd = pooled.typed_data(), *w1d = w1.typed_data(), *b1d = b1.typed_data();
+    const float *w2d = w2.typed_data(), *b2d = b2.typed_data();
+    switch (se_act) {
+      case kSilu: SqueezeExciteGates<kSilu>(pd, w1d, b1d, w2d, b2d, p.n, p.k, se_ch, gates.data()); break;
+      case kRelu: SqueezeExciteGates<kRelu>(pd, w1d, b1d, w2d, b2d, p.n, p.k, se_ch, gates.data()); break;
+      case kRelu6: SqueezeExciteGates<kRelu6>(pd, w1d, b1d, w2d, b2d, p.n, p.k, se_ch, gates.data()); break;
+      default: SqueezeExciteGates<kNone>(pd, w1d, b1d, w2d, b2d, p.n, p.k, se_ch, gates.data()); break;
+    }
+    p.gate = gates.data();
+  }
   p.residual = has_residual ? residual.typed_data() : nullptr;
 
   // About 4 items per thread: panels split first (each thread streams its own weights, which at
@@ -129,8 +181,14 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(EfficientNetJaxFusedPointwise, FusedPointwiseImpl,
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("act"));
+                                  .Attr<int64_t>("act")
+                                  .Attr<int64_t>("se_act"));
 
 // The register tile's width in vectors of 8 floats, for the Python side's panel packing.
 extern "C" int64_t EfficientNetJaxGemmVecs() { return kGemmVecs; }

@@ -85,14 +85,19 @@ class MBConv(nn.Module):
             x = act(batch_norm(opts, train, "dw_bn")(x))
         # At inference the SE gate goes into the project conv, which may fold it into its weights
         # (pointwise.use_gated_dot); training keeps the multiply, whose backward is faster.
-        gate = None
+        gate = se_inputs = None
         if cfg.se_channels:
             se = SqueezeExcite(cfg.se_channels, opts, return_gate=not train, name="se")
             x, gate = (se(x), None) if train else (x, se(x, pooled))
-        if fused:  # gate, project conv, folded BN and skip in one kernel
+            if fused:  # the kernel computes the gate from the SE's inputs; XLA drops `gate`
+                sp = se.variables["params"]
+                se_inputs = (pooled, sp["reduce"]["kernel"], sp["reduce"]["bias"], sp["expand"]["kernel"],
+                             sp["expand"]["bias"])
+        if fused:  # SE gate, project conv, folded BN and skip in one kernel
             bias = folded_bias(batch_norm(opts, train, "project_bn"), cfg.out_channels)
             residual = shortcut if cfg.has_skip else None  # DropPath is the identity at inference
-            return FusedPointwiseConv2d(cfg.out_channels, name="project_conv")(x, bias, gate=gate, residual=residual)
+            return FusedPointwiseConv2d(cfg.out_channels, name="project_conv")(
+                x, bias, residual=residual, se=se_inputs, se_act=opts.act)
         x = Conv2d(cfg.out_channels, dtype=opts.dtype, name="project_conv")(x, gate)
         x = batch_norm(opts, train, "project_bn")(x)
         if cfg.has_skip:

@@ -12,7 +12,7 @@ from flax import linen as nn
 
 from efficientnet_jax.models.blocks import BLOCKS
 from efficientnet_jax.models.layers import (
-    Array, Conv2d, FusedConv2d, FusedPointwiseConv2d, LayerOptions, batch_norm, dense_kernel_init, folded_bias, get_activation,
+    Array, Conv2d, FusedConv2d, FusedDense, FusedPointwiseConv2d, LayerOptions, batch_norm, dense_kernel_init, folded_bias, get_activation,
     use_cpu_kernels,
 )
 from efficientnet_jax.models.spec import ModelSpec, build_blocks
@@ -102,6 +102,8 @@ class EfficientNet(nn.Module):
             return x
         x = nn.Dropout(spec.drop_rate, deterministic=not train)(x)
         # The classifier runs in float32: logits feed a float32 softmax/cross-entropy.
+        if use_cpu_kernels(opts, train, x):  # the weights stream once per batch: both threads share them
+            return FusedDense(spec.num_classes, kernel_init=dense_kernel_init, name="classifier")(x)
         return nn.Dense(spec.num_classes, kernel_init=dense_kernel_init, name="classifier")(x)
 
     def _tap(self, name: str, x: Array) -> Array:

@@ -193,11 +193,31 @@ class FusedPointwiseConv2d(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, bias: Array, act: str = "identity", gate: Optional[Array] = None,
-                 residual: Optional[Array] = None) -> Array:
+                 residual: Optional[Array] = None, se: Optional[Tuple[Array, ...]] = None,
+                 se_act: str = "swish") -> Array:
+        """`se` (pooled, reduce kernel, reduce bias, expand kernel, expand bias): the SE's inputs,
+        from which the kernel computes the gate (kernels.fused_pointwise)."""
         from efficientnet_jax.kernels import fused_pointwise
 
         kernel = self.param("kernel", conv_kernel_init(), (1, 1, x.shape[-1], self.features))
-        return fused_pointwise(x, kernel, bias, act, gate, residual)
+        return fused_pointwise(x, kernel, bias, act, gate, residual, se, se_act)
+
+
+class FusedDense(nn.Module):
+    """Inference-only `x @ kernel + bias` for (N, K) x on the 1x1-conv CPU kernel. Its parameters
+    are nn.Dense's (`kernel` (K, C) with `kernel_init`, `bias`), so either reads a checkpoint."""
+
+    features: int
+    kernel_init: Callable = dense_kernel_init
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        from efficientnet_jax.kernels import fused_pointwise
+
+        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        n, k = x.shape
+        return fused_pointwise(x.reshape(n, 1, 1, k), kernel[None, None], bias).reshape(n, self.features)
 
 
 class FusedConv2d(nn.Module):

@@ -55,10 +55,11 @@ def test_deployed_form_uses_the_kernel_and_matches_apply(name, size):
     hlo = _folded_hlo(model, v, x)
     mbconv = [b for b in build_blocks(model.spec) if b.block == "mbconv"]
     n_expand = sum(1 for b in mbconv if b.expand_ratio != 1)
-    # Every MBConv: its middle (with the expand conv where it has one) and its project conv; the head.
+    # Every MBConv: its middle (with the expand conv where it has one) and its project conv (with
+    # the SE gate); the head conv and the classifier.
     assert n_expand > 0 and hlo.count(f"custom_call @{EXPAND}(") == n_expand
     assert hlo.count(f"custom_call @{TARGET}(") == len(mbconv) - n_expand
-    assert hlo.count(f"custom_call @{POINTWISE}(") == len(mbconv) + 1
+    assert hlo.count(f"custom_call @{POINTWISE}(") == len(mbconv) + 2  # + head conv, classifier
     assert hlo.count(f"custom_call @{STEM}(") == 1
     got = inference_fn(model, v)(x)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

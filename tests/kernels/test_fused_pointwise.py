@@ -49,6 +49,35 @@ def test_matches_xla(n, h, w, k, c, act, with_gate, with_residual):
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
 
 
+
+@pytest.mark.parametrize("n,h,k,s,c,se_act", [(1, 7, 1152, 48, 192, "swish"), (3, 5, 20, 5, 13, "relu6"),
+                                             (2, 4, 96, 4, 24, "relu")])
+def test_squeeze_excite_inside_matches_xla(n, h, k, s, c, se_act):
+    """The gate computed in the kernel from the SE's inputs = the SE of the XLA graph, then gated."""
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((n, h, h, k), np.float32))
+    kernel = jnp.asarray(rng.standard_normal((1, 1, k, c), np.float32) / np.sqrt(k))
+    bias, b1, b2 = (jnp.asarray(rng.standard_normal(m).astype(np.float32)) for m in (c, s, k))
+    w1 = jnp.asarray(rng.standard_normal((1, 1, k, s), np.float32) / np.sqrt(k))
+    w2 = jnp.asarray(rng.standard_normal((1, 1, s, k), np.float32) / np.sqrt(s))
+    pooled = jnp.mean(x, axis=(1, 2))
+    residual = jnp.asarray(rng.standard_normal((n, h, h, c), np.float32))
+    got = jax.jit(lambda x, p: fused_pointwise(x, kernel, bias, residual=residual, se=(p, w1, b1, w2, b2),
+                                               se_act=se_act))(x, pooled)
+    hidden = get_activation(se_act)(jnp.dot(pooled, w1[0, 0], precision=lax.Precision.HIGHEST) + b1)
+    gate = jax.nn.sigmoid(jnp.dot(hidden, w2[0, 0], precision=lax.Precision.HIGHEST) + b2)
+    np.testing.assert_allclose(got, _reference(x, kernel, bias, "identity", gate, residual), rtol=2e-5, atol=2e-5)
+
+
+def test_squeeze_excite_inputs_of_the_wrong_shape_are_refused():
+    x = jnp.zeros((2, 3, 3, 8))
+    se = (jnp.zeros((2, 8)), jnp.zeros((1, 1, 8, 2)), jnp.zeros(2), jnp.zeros((1, 1, 3, 8)), jnp.zeros(8))
+    with pytest.raises(ValueError, match=r"se shapes .* expand \(1, 1, 3, 8\)"):
+        fused_pointwise(x, jnp.zeros((1, 1, 8, 4)), jnp.zeros(4), se=se)
+    with pytest.raises(ValueError, match="not both"):
+        fused_pointwise(x, jnp.zeros((1, 1, 8, 4)), jnp.zeros(4), gate=jnp.zeros((2, 8)), se=se[:3] + (
+            jnp.zeros((1, 1, 2, 8)), jnp.zeros(8)))
+
 @pytest.mark.parametrize("bad,match", [
     (dict(kernel=(1, 1, 4, 16)), r"kernel \(1, 1, 4, 16\) \(1, 1, C_in, C_out\)"),
     (dict(kernel=(3, 3, 8, 16)), "kernel"),
