@@ -18,7 +18,9 @@
 // tiles, block of panels) items, drained by the caller and XLA's intra-op pool (ParallelFor).
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "common.h"
@@ -30,12 +32,76 @@ namespace {
 
 using namespace efficientnet_jax_kernels;  // NOLINT: this file's vocabulary
 
+// The SE inputs, when the kernel computes the gates: the first item of an image computes its
+// gate (the others wait for it), so the gates are spread over the threads at large batches and,
+// at batch 1, computed while the pool's thread wakes up.
+struct SqueezeExcite {
+  const float *pooled, *w1, *b1, *w2, *b2;
+  int64_t channels, act;
+  float* gates;                             // (N, K)
+  std::unique_ptr<std::atomic<int>[]> state;  // per image: 0 to do, 1 being computed, 2 done
+};
+
 struct Problem {
   const float *x, *gate, *w, *bias, *residual;  // gate, residual: nullptr when absent; w: panels
+  SqueezeExcite* se;                            // nullptr: `gate` as given
   float* out;
   int64_t n, m, k, c;                           // m = H * W rows per image
   int64_t m_blocks, m_tiles_per_block, v_blocks, panels_per_block, chunk_tiles;
 };
+
+// gates[img * k + i] = sigmoid(act(pooled[img] @ w1 + b1) @ w2 + b2)[i]: the SE gate of each image.
+template <int64_t ACT>
+void SqueezeExciteGates(const float* pooled, const float* w1, const float* b1, const float* w2, const float* b2,
+                        int64_t img0, int64_t n, int64_t k, int64_t s, float* gates) {
+  std::vector<float> hidden(static_cast<size_t>(s));
+  for (int64_t img = img0; img < img0 + n; ++img) {
+    const float* in = pooled + img * k;
+    std::copy(b1, b1 + s, hidden.begin());
+    for (int64_t i = 0; i < k; ++i) {  // rows of w1: the inner loop runs along contiguous memory
+      const float v = in[i];
+      for (int64_t j = 0; j < s; ++j) hidden[j] += v * w1[i * s + j];
+    }
+    for (int64_t j = 0; j < s; j += 8) {
+      const int64_t valid = std::min<int64_t>(8, s - j);
+      store_part(hidden.data() + j, act8<ACT>(load_part(hidden.data() + j, valid)), valid);
+    }
+    float* g = gates + img * k;
+    std::copy(b2, b2 + k, g);
+    for (int64_t j = 0; j < s; ++j) {
+      const float v = hidden[j];
+      for (int64_t i = 0; i < k; ++i) g[i] += v * w2[j * k + i];
+    }
+    for (int64_t i = 0; i < k; i += 8) {  // sigmoid(z) = 1 / (1 + 2^(-z log2 e))
+      const int64_t valid = std::min<int64_t>(8, k - i);
+      const v8 z = load_part(g + i, valid);
+      store_part(g + i, recip8(splat(1.0f) + exp2_8(z * splat(-1.4426950408889634f))), valid);
+    }
+  }
+}
+
+// Image `img`'s gate, computed by the first caller.
+const float* GateOf(const Problem& p, int64_t img) {
+  SqueezeExcite& se = *p.se;
+  float* gate = se.gates + img * p.k;
+  int expected = 0;
+  if (se.state[img].compare_exchange_strong(expected, 1, std::memory_order_acquire)) {
+    switch (se.act) {
+      case kSilu: SqueezeExciteGates<kSilu>(se.pooled, se.w1, se.b1, se.w2, se.b2, img, 1, p.k, se.channels, se.gates); break;
+      case kRelu: SqueezeExciteGates<kRelu>(se.pooled, se.w1, se.b1, se.w2, se.b2, img, 1, p.k, se.channels, se.gates); break;
+      case kRelu6: SqueezeExciteGates<kRelu6>(se.pooled, se.w1, se.b1, se.w2, se.b2, img, 1, p.k, se.channels, se.gates); break;
+      default: SqueezeExciteGates<kNone>(se.pooled, se.w1, se.b1, se.w2, se.b2, img, 1, p.k, se.channels, se.gates); break;
+    }
+    se.state[img].store(2, std::memory_order_release);
+  } else {
+    while (se.state[img].load(std::memory_order_acquire) != 2) {
+#if defined(__x86_64__)
+      __builtin_ia32_pause();
+#endif
+    }
+  }
+  return gate;
+}
 
 template <int64_t ACT>
 void RunItem(const Problem& p, int64_t item, std::vector<float>& pad) {
@@ -49,7 +115,7 @@ void RunItem(const Problem& p, int64_t item, std::vector<float>& pad) {
   const int64_t r_end = std::min(p.m, r_begin + p.m_tiles_per_block * kGemmRows);
   if (v_begin >= v_end || r_begin >= r_end) return;
   const float* x = p.x + img * p.m * p.k;
-  const float* gate = p.gate ? p.gate + img * p.k : nullptr;
+  const float* gate = p.se ? GateOf(p, img) : p.gate ? p.gate + img * p.k : nullptr;
   const float* res = p.residual ? p.residual + img * p.m * p.c : nullptr;
   float* out = p.out + img * p.m * p.c;
   auto init = [&p](int64_t v) { return load_part(p.bias + 8 * v, std::min<int64_t>(8, p.c - 8 * v)); };
@@ -72,36 +138,6 @@ void RunItem(const Problem& p, int64_t item, std::vector<float>& pad) {
           store_part(out + at, y, valid);
         });
       }
-    }
-  }
-}
-
-// gates[img * k + i] = sigmoid(act(pooled[img] @ w1 + b1) @ w2 + b2)[i]: the SE gate of each image.
-template <int64_t ACT>
-void SqueezeExciteGates(const float* pooled, const float* w1, const float* b1, const float* w2, const float* b2,
-                        int64_t n, int64_t k, int64_t s, float* gates) {
-  std::vector<float> hidden(static_cast<size_t>(s));
-  for (int64_t img = 0; img < n; ++img) {
-    const float* in = pooled + img * k;
-    std::copy(b1, b1 + s, hidden.begin());
-    for (int64_t i = 0; i < k; ++i) {  // rows of w1: the inner loop runs along contiguous memory
-      const float v = in[i];
-      for (int64_t j = 0; j < s; ++j) hidden[j] += v * w1[i * s + j];
-    }
-    for (int64_t j = 0; j < s; j += 8) {
-      const int64_t valid = std::min<int64_t>(8, s - j);
-      store_part(hidden.data() + j, act8<ACT>(load_part(hidden.data() + j, valid)), valid);
-    }
-    float* g = gates + img * k;
-    std::copy(b2, b2 + k, g);
-    for (int64_t j = 0; j < s; ++j) {
-      const float v = hidden[j];
-      for (int64_t i = 0; i < k; ++i) g[i] += v * w2[j * k + i];
-    }
-    for (int64_t i = 0; i < k; i += 8) {  // sigmoid(z) = 1 / (1 + 2^(-z log2 e))
-      const int64_t valid = std::min<int64_t>(8, k - i);
-      const v8 z = load_part(g + i, valid);
-      store_part(g + i, recip8(splat(1.0f) + exp2_8(z * splat(-1.4426950408889634f))), valid);
     }
   }
 }
@@ -131,20 +167,16 @@ ffi::Error FusedPointwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi
   if (p.n == 0 || p.m == 0 || p.c == 0) return ffi::Error::Success();
   p.x = x.typed_data(), p.w = w.typed_data(), p.bias = bias.typed_data(), p.out = out->typed_data();
   p.gate = has_gate ? gate.typed_data() : nullptr;
-  std::vector<float> gates;
-  if (has_se) {  // serial: (K x S) x 2 multiply-adds per image, ~2 % of a batch-1 project conv
-    gates.resize(static_cast<size_t>(p.n * p.k));
-    const float *pd = pooled.typed_data(), *w1d = w1.typed_data(), *b1d = b1.typed_data();
-    const float *w2d = w2.typed_data(), *b2d = b2.typed_data();
-    switch (se_act) {
-      case kSilu: SqueezeExciteGates<kSilu>(pd, w1d, b1d, w2d, b2d, p.n, p.k, se_ch, gates.data()); break;
-      case kRelu: SqueezeExciteGates<kRelu>(pd, w1d, b1d, w2d, b2d, p.n, p.k, se_ch, gates.data()); break;
-      case kRelu6: SqueezeExciteGates<kRelu6>(pd, w1d, b1d, w2d, b2d, p.n, p.k, se_ch, gates.data()); break;
-      default: SqueezeExciteGates<kNone>(pd, w1d, b1d, w2d, b2d, p.n, p.k, se_ch, gates.data()); break;
-    }
-    p.gate = gates.data();
-  }
   p.residual = has_residual ? residual.typed_data() : nullptr;
+  std::vector<float> gates;
+  SqueezeExcite se{};
+  if (has_se) {
+    gates.resize(static_cast<size_t>(p.n * p.k));
+    se = {pooled.typed_data(), w1.typed_data(), b1.typed_data(), w2.typed_data(), b2.typed_data(), se_ch, se_act,
+          gates.data(), std::make_unique<std::atomic<int>[]>(static_cast<size_t>(p.n))};
+    for (int64_t i = 0; i < p.n; ++i) se.state[i].store(0, std::memory_order_relaxed);
+    p.se = &se;
+  }
 
   // About 4 items per thread: panels split first (each thread streams its own weights, which at
   // batch 1 come from memory once per image), then row tiles.
