@@ -198,10 +198,11 @@ inline void GemmPanel(const float* a, int64_t lda, const float* panels, int64_t 
   }
 }
 
-// `rows` (< kGemmRows) rows of A copied into `pad` (kGemmRows x k, zero below them). Returns
-// pad's data (its rows are k floats apart).
+// `rows` (< kGemmRows) rows of A copied into `pad` (kGemmRows x k). Returns pad's data (its rows
+// are k floats apart). The rows below hold zeros or earlier rows (finite values): their results
+// are dropped, so they are not cleared every time.
 inline const float* PadRows(const float* a, int64_t lda, int64_t rows, int64_t k, std::vector<float>& pad) {
-  pad.assign(static_cast<size_t>(kGemmRows * k), 0.0f);
+  if (pad.size() < static_cast<size_t>(kGemmRows * k)) pad.assign(static_cast<size_t>(kGemmRows * k), 0.0f);
   for (int64_t r = 0; r < rows; ++r) std::memcpy(pad.data() + r * k, a + r * lda, sizeof(float) * k);
   return pad.data();
 }

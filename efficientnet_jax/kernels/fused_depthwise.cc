@@ -56,6 +56,7 @@ struct Tile {
   std::vector<v8> ring;       // kh rows x nvec x wp: activated input rows (ring by row mod kh)
   const v8 *w, *ob, *ib;      // this group's packed weights (nvec x kh*kw), out and in biases
   std::vector<float> pad;     // a row tail's input pixels for the expand GEMM
+  std::vector<v8> sums;       // the item's SE sums, one vector per 8 channels
 };
 
 // Activate input row `iy` of image `img`, channels [c0, c0 + cw), into ring slot `dst`. Pixel by
@@ -183,7 +184,7 @@ void RunItem(const Problem& p, int64_t item, Tile& t) {
   t.ring.resize(static_cast<size_t>(p.kh * t.nvec * t.wp));
   const int64_t v0 = c0 / 8;  // groups start at multiples of 8 channels
   t.w = p.wvec + v0 * taps, t.ob = p.obvec + v0, t.ib = p.ibvec + v0;
-  std::vector<v8> sums(t.nvec, splat(0.0f));
+  t.sums.assign(static_cast<size_t>(t.nvec), splat(0.0f));  // no allocation once warm
   int64_t slot_row[16];
   std::fill(slot_row, slot_row + 16, INT64_MIN);  // which input row each ring slot holds
   const v8* slots[16];
@@ -210,14 +211,14 @@ void RunItem(const Problem& p, int64_t item, Tile& t) {
     }
     float* orow = p.out + ((img * p.ho + oy) * p.wo) * p.c + c0;
     switch (p.out_act) {
-      case kSilu: RowAnyShape<kSilu>(p, t, slots, cw, sums.data(), orow); break;
-      case kRelu: RowAnyShape<kRelu>(p, t, slots, cw, sums.data(), orow); break;
-      case kRelu6: RowAnyShape<kRelu6>(p, t, slots, cw, sums.data(), orow); break;
-      default: RowAnyShape<kNone>(p, t, slots, cw, sums.data(), orow); break;
+      case kSilu: RowAnyShape<kSilu>(p, t, slots, cw, t.sums.data(), orow); break;
+      case kRelu: RowAnyShape<kRelu>(p, t, slots, cw, t.sums.data(), orow); break;
+      case kRelu6: RowAnyShape<kRelu6>(p, t, slots, cw, t.sums.data(), orow); break;
+      default: RowAnyShape<kNone>(p, t, slots, cw, t.sums.data(), orow); break;
     }
   }
   float* psum = p.partial + (band * p.n + img) * p.c + c0;
-  for (int64_t v = 0; v < t.nvec; ++v) store_part(psum + 8 * v, sums[v], std::min<int64_t>(8, cw - 8 * v));
+  for (int64_t v = 0; v < t.nvec; ++v) store_part(psum + 8 * v, t.sums[v], std::min<int64_t>(8, cw - 8 * v));
 }
 
 // `we` the (C_in, C) expand weights as panels, or nullptr (x is the expand output, C channels).

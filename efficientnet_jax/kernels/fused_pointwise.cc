@@ -38,7 +38,7 @@ using namespace efficientnet_jax_kernels;  // NOLINT: this file's vocabulary
 struct SqueezeExcite {
   const float *pooled, *w1, *b1, *w2, *b2;
   int64_t channels, act;
-  float* gates;                             // (N, K)
+  float *gates, *hidden;                    // (N, K), (N, S)
   std::unique_ptr<std::atomic<int>[]> state;  // per image: 0 to do, 1 being computed, 2 done
 };
 
@@ -50,33 +50,36 @@ struct Problem {
   int64_t m_blocks, m_tiles_per_block, v_blocks, panels_per_block, chunk_tiles;
 };
 
-// gates[img * k + i] = sigmoid(act(pooled[img] @ w1 + b1) @ w2 + b2)[i]: the SE gate of each image.
+// gate = sigmoid(act(in @ w1 + b1) @ w2 + b2) for one image's pooled `in` (k): both products as
+// rows of the weights times broadcast values into vector accumulators (w1 (k, s), w2 (s, k),
+// row-major), 8 vectors of the output at a time.
 template <int64_t ACT>
-void SqueezeExciteGates(const float* pooled, const float* w1, const float* b1, const float* w2, const float* b2,
-                        int64_t img0, int64_t n, int64_t k, int64_t s, float* gates) {
-  std::vector<float> hidden(static_cast<size_t>(s));
-  for (int64_t img = img0; img < img0 + n; ++img) {
-    const float* in = pooled + img * k;
-    std::copy(b1, b1 + s, hidden.begin());
-    for (int64_t i = 0; i < k; ++i) {  // rows of w1: the inner loop runs along contiguous memory
-      const float v = in[i];
-      for (int64_t j = 0; j < s; ++j) hidden[j] += v * w1[i * s + j];
+void SqueezeExciteGate(const float* in, const float* w1, const float* b1, const float* w2, const float* b2,
+                       int64_t k, int64_t s, float* hidden, float* gate) {
+  static constexpr int64_t kChunk = 64;  // outputs per pass: 8 accumulators
+  auto matvec = [](const float* v, const float* w, const float* b, int64_t rows, int64_t cols, float* out) {
+    for (int64_t c0 = 0; c0 < cols; c0 += kChunk) {
+      const int64_t nv = (std::min(kChunk, cols - c0) + 7) / 8;
+      v8 acc[kChunk / 8];
+      for (int64_t j = 0; j < nv; ++j) acc[j] = load_part(b + c0 + 8 * j, std::min<int64_t>(8, cols - c0 - 8 * j));
+      for (int64_t r = 0; r < rows; ++r) {
+        const v8 x = splat(v[r]);
+        const float* wr = w + r * cols + c0;
+        for (int64_t j = 0; j < nv; ++j) acc[j] += x * load_part(wr + 8 * j, std::min<int64_t>(8, cols - c0 - 8 * j));
+      }
+      for (int64_t j = 0; j < nv; ++j) store_part(out + c0 + 8 * j, acc[j], std::min<int64_t>(8, cols - c0 - 8 * j));
     }
-    for (int64_t j = 0; j < s; j += 8) {
-      const int64_t valid = std::min<int64_t>(8, s - j);
-      store_part(hidden.data() + j, act8<ACT>(load_part(hidden.data() + j, valid)), valid);
-    }
-    float* g = gates + img * k;
-    std::copy(b2, b2 + k, g);
-    for (int64_t j = 0; j < s; ++j) {
-      const float v = hidden[j];
-      for (int64_t i = 0; i < k; ++i) g[i] += v * w2[j * k + i];
-    }
-    for (int64_t i = 0; i < k; i += 8) {  // sigmoid(z) = 1 / (1 + 2^(-z log2 e))
-      const int64_t valid = std::min<int64_t>(8, k - i);
-      const v8 z = load_part(g + i, valid);
-      store_part(g + i, recip8(splat(1.0f) + exp2_8(z * splat(-1.4426950408889634f))), valid);
-    }
+  };
+  matvec(in, w1, b1, k, s, hidden);
+  for (int64_t j = 0; j < s; j += 8) {
+    const int64_t valid = std::min<int64_t>(8, s - j);
+    store_part(hidden + j, act8<ACT>(load_part(hidden + j, valid)), valid);
+  }
+  matvec(hidden, w2, b2, s, k, gate);
+  for (int64_t i = 0; i < k; i += 8) {  // sigmoid(z) = 1 / (1 + 2^(-z log2 e))
+    const int64_t valid = std::min<int64_t>(8, k - i);
+    const v8 z = load_part(gate + i, valid);
+    store_part(gate + i, recip8(splat(1.0f) + exp2_8(z * splat(-1.4426950408889634f))), valid);
   }
 }
 
@@ -86,11 +89,13 @@ const float* GateOf(const Problem& p, int64_t img) {
   float* gate = se.gates + img * p.k;
   int expected = 0;
   if (se.state[img].compare_exchange_strong(expected, 1, std::memory_order_acquire)) {
+    float* hidden = se.hidden + img * se.channels;
+    const float* in = se.pooled + img * p.k;
     switch (se.act) {
-      case kSilu: SqueezeExciteGates<kSilu>(se.pooled, se.w1, se.b1, se.w2, se.b2, img, 1, p.k, se.channels, se.gates); break;
-      case kRelu: SqueezeExciteGates<kRelu>(se.pooled, se.w1, se.b1, se.w2, se.b2, img, 1, p.k, se.channels, se.gates); break;
-      case kRelu6: SqueezeExciteGates<kRelu6>(se.pooled, se.w1, se.b1, se.w2, se.b2, img, 1, p.k, se.channels, se.gates); break;
-      default: SqueezeExciteGates<kNone>(se.pooled, se.w1, se.b1, se.w2, se.b2, img, 1, p.k, se.channels, se.gates); break;
+      case kSilu: SqueezeExciteGate<kSilu>(in, se.w1, se.b1, se.w2, se.b2, p.k, se.channels, hidden, gate); break;
+      case kRelu: SqueezeExciteGate<kRelu>(in, se.w1, se.b1, se.w2, se.b2, p.k, se.channels, hidden, gate); break;
+      case kRelu6: SqueezeExciteGate<kRelu6>(in, se.w1, se.b1, se.w2, se.b2, p.k, se.channels, hidden, gate); break;
+      default: SqueezeExciteGate<kNone>(in, se.w1, se.b1, se.w2, se.b2, p.k, se.channels, hidden, gate); break;
     }
     se.state[img].store(2, std::memory_order_release);
   } else {
@@ -171,9 +176,9 @@ ffi::Error FusedPointwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi
   std::vector<float> gates;
   SqueezeExcite se{};
   if (has_se) {
-    gates.resize(static_cast<size_t>(p.n * p.k));
+    gates.resize(static_cast<size_t>(p.n * (p.k + se_ch)));
     se = {pooled.typed_data(), w1.typed_data(), b1.typed_data(), w2.typed_data(), b2.typed_data(), se_ch, se_act,
-          gates.data(), std::make_unique<std::atomic<int>[]>(static_cast<size_t>(p.n))};
+          gates.data(), gates.data() + p.n * p.k, std::make_unique<std::atomic<int>[]>(static_cast<size_t>(p.n))};
     for (int64_t i = 0; i < p.n; ++i) se.state[i].store(0, std::memory_order_relaxed);
     p.se = &se;
   }
