@@ -121,11 +121,16 @@ class FusedMBConv(nn.Module):
         act = get_activation(opts.act)
         shortcut = x
         if cfg.expand_ratio != 1:
+            fused = use_cpu_kernels(opts, train, x)
             x = Conv2d(cfg.mid_channels, cfg.kernel, cfg.stride, opts.padding, dtype=opts.dtype,
                        name="expand_conv")(x)
             x = act(batch_norm(opts, train, "expand_bn")(x))
             if cfg.se_channels:
                 x = SqueezeExcite(cfg.se_channels, opts, name="se")(x)
+            if fused:  # project conv, folded BN and skip in one kernel
+                bias = folded_bias(batch_norm(opts, train, "project_bn"), cfg.out_channels)
+                residual = shortcut if cfg.has_skip else None  # DropPath is the identity at inference
+                return FusedPointwiseConv2d(cfg.out_channels, name="project_conv")(x, bias, residual=residual)
             x = Conv2d(cfg.out_channels, dtype=opts.dtype, name="project_conv")(x)
             x = batch_norm(opts, train, "project_bn")(x)
         else:
