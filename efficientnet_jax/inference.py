@@ -1,6 +1,6 @@
-"""A deployment-style forward: BN folded into the convs, weights compiled in, CPU dots on XLA's own
-emitter, and on CPU the fused C++ kernels of `efficientnet_jax/kernels` for every MBConv's middle
-and the stem (the folded model's `dw_impl='auto'`; `'shift'` keeps XLA's lowering).
+"""A deployment-style forward: BN folded into the convs, weights compiled in, and on CPU every
+conv as the C++ kernels of `efficientnet_jax/kernels` (the folded model's `dw_impl='auto'`;
+`'shift'` keeps XLA's lowering, with the 1x1 convs on XLA's own dot emitter).
 
     fwd = inference_fn(model, variables)      # variables: {'params', 'batch_stats'}
     logits = fwd(images)                      # NHWC float32, normalised as for model.apply
@@ -9,18 +9,19 @@ The result is a top-level program for serving, evaluation loops and benchmarks (
 compiler options on a jit nested in another); inside your own jitted code call `model.apply`.
 
 What each piece buys, B0 @224 float32 on 2 CPU cores (XLA CPU, jaxlib 0.10.2), measured with
-`python benchmarks/bench_inference_options.py` (all forms compiled in one process, alternated;
-2026-12-06 evening, 100 rounds at batch 1, 8 at batch 32):
+`python benchmarks/bench_inference_options.py --batches 1 32` (all forms compiled in one process,
+alternated; 2026-12-07, 100 rounds at batch 1, 8 at batch 32):
 
-- batch 1: `model.apply` 13.2 ms, BN folded 1.06x, weights as constants 1.09x, both 1.10x,
-  `CPU_COMPILER_OPTIONS` alone 1.08x, all three 1.20x, and with the CPU kernels (this function's
-  default on CPU) 9.9 ms, 1.34x. The fold and the constants save per-call work (311 argument
-  buffers, 49 per-channel rsqrt fusions; ONNX Runtime's export does the same: folded BN,
-  pre-packed initializers); the options send the 1x1 convs and the classifier to XLA's own dot
-  emitter instead of YNNPACK fusions (YNNPACK keeps the reductions), which is faster on these
-  small GEMMs; the kernels fuse what XLA CPU cannot (efficientnet_jax/kernels).
-- batch 32: `model.apply` 377 ms; the three XLA-side pieces 1.05-1.11x (the per-call savings
-  vanish and the big GEMMs run about as fast either way), the kernels 257 ms, 1.46x. Training
+- batch 1: `model.apply` 14.9 ms, BN folded 1.06x, weights as constants 1.09x, both 1.11x,
+  `CPU_COMPILER_OPTIONS` alone 1.11x, all three 1.26x (11.8 ms), and with the CPU kernels (this
+  function's default on CPU) 8.25 ms, 1.80x. The fold and the constants save per-call work (311
+  argument buffers, 49 per-channel rsqrt fusions; ONNX Runtime's export does the same: folded BN,
+  pre-packed initializers) and let the kernels' weight panels be packed at compile time; the
+  options send XLA's 1x1 convs to its own dot emitter instead of YNNPACK fusions (YNNPACK keeps
+  the reductions), faster on these small GEMMs where the kernels are off; the kernels fuse what
+  XLA CPU cannot (efficientnet_jax/kernels).
+- batch 32: `model.apply` 342 ms; the three XLA-side pieces 0.97-1.07x (the per-call savings
+  vanish and the big GEMMs run about as fast either way), the kernels 213 ms, 1.61x. Training
   steps are ~5 % slower with the options (their weight-gradient GEMMs like YNNPACK), so only this
   inference program uses them.
 

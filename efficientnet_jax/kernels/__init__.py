@@ -1,20 +1,27 @@
 """Hand-written CPU kernels for the inference program, called through XLA's FFI.
 
-`fused_depthwise` is an MBConv block's middle at inference with BN folded:
-`act(depthwise(act(x + b_expand)) + b_dw)` and the Squeeze-Excitation mean of that, in one pass
-over x. XLA CPU (jaxlib 0.10.2) cannot form that fusion: it writes the expand activation into a
-padded buffer, runs the k*k taps as one loop fusion and the SE mean as a YNNPACK reduction, three
-passes over the block's widest map. `fused_stem` is the stem conv (3x3 stride 2 over RGB) with
-its folded BN and activation as a direct convolution, where XLA pads the image, writes a 27-wide
-patch map and runs a K=27 dot (B0 stem alone: batch 1 0.98 -> 0.37 ms, batch 32 50 -> 30 ms).
-The kernels build on first use (build.py); where they cannot
-(no compiler, `EFFICIENTNET_JAX_CPU_KERNELS=0`) the models keep XLA's lowering.
+With BN folded, float32, on CPU (`dw_impl='auto'`), a whole EfficientNet runs as these kernels;
+the folded B0 program has no XLA dot or convolution left:
 
-B0 @224 fp32, `inference_fn` with the kernel (dw_impl 'auto') against the same program with XLA's
-lowering (dw_impl 'shift'), one process, alternated (2 cores, 2026-12-06, glibc's malloc):
-batch 1 10.06 vs 11.35 ms (1.13x), batch 8 104 vs 138 ms (1.32x), batch 32 341 vs 467 ms (1.37x).
-Most of what is left in the kernel is the SiLU of every expand output, which XLA pays too; the
-kernel's is ~19 vector instructions per 8 values (exp2 polynomial, reciprocal estimate).
+- `fused_depthwise`: an MBConv block's middle, `act(depthwise(act(x @ w_expand + b_expand)) +
+  b_dw)` and the Squeeze-Excitation mean of that, in one pass over the block input. Each input row
+  is expanded (register-tiled GEMM, common.h) and activated into a ring of k rows that the taps
+  read from cache, so the block's widest map is never written to memory. XLA CPU (jaxlib 0.10.2)
+  ran this as a dot, a padded activation copy, a loop fusion for the taps and a YNNPACK reduction.
+- `fused_pointwise`: a 1x1 conv with its folded BN: the project conv with the SE gate (computed
+  inside from the SE's inputs) and the skip connection, the head conv with its activation, the
+  classifier. Weights arrive as contiguous panels, packed at trace time and folded into the
+  compiled constants.
+- `fused_stem`: the stem conv (3x3 stride 2 over RGB) with its folded BN and activation as a
+  direct convolution, where XLA pads the image, writes a 27-wide patch map and runs a K=27 dot.
+
+Why not XLA's dots: at batch 1 XLA handed each of B0's ~65 dots between threads (0.1-0.9 ms gaps
+in its profile) and ran them at 50-110 GFLOP/s on two cores; the kernels' register tiles (8 x 3
+vectors with AVX-512VL, 6 x 2 with AVX2) run at the core's FMA peak, ~110 GFLOP/s per core.
+
+The kernels build on first use (build.py); where they cannot (no compiler,
+`EFFICIENTNET_JAX_CPU_KERNELS=0`) the models keep XLA's lowering. Measured figures: the README
+(Models: `inference_fn`; Benchmarks) and benchmarks/README.md.
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ Impls ('auto' picks per backend, see `resolve_dw_impl`):
   'xla'             lax.conv_general_dilated(feature_group_count=C).
   'shift'           shift-form forward with a hand-written backward (jax.custom_vjp).
   'shift_autodiff'  the same forward, differentiated by JAX.
-  'cpu_kernel'      at inference with BN folded, MBConv's expand activation + depthwise + BN + act
-                    + SE mean as one C++ kernel, and the stem conv + BN + act as another
+  'cpu_kernel'      at inference with BN folded, every conv as C++ kernels: MBConv's expand conv
+                    + act + depthwise + BN + act + SE mean as one, the 1x1 convs (SE gate,
+                    project, skip; head; classifier) and the stem as others
                     (efficientnet_jax/kernels; required, an error if they cannot be built);
                     everywhere else 'shift'. 'auto' uses the kernels on CPU when they can be
                     built and 'shift' otherwise.

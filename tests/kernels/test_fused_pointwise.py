@@ -112,13 +112,20 @@ got_dw, _ = kernels.fused_depthwise(x, dw, b, 1, [(1, 1), (1, 1)], "swish", b, "
 e = jax.nn.silu(jnp.einsum("nhwk,kc->nhwc", x, w[0, 0], precision="highest") + b)
 want_dw = jax.nn.silu(lax.conv_general_dilated(e, dw, (1, 1), [(1, 1), (1, 1)], dimension_numbers=("NHWC", "HWIO", "NHWC"),
                       feature_group_count=44, precision="highest") + b)
-print("ERR", float(jnp.abs(got - want).max()), float(jnp.abs(got_dw - want_dw).max()))
+img = jnp.asarray(rng.standard_normal((1, 17, 19, 3), np.float32))
+stem_w = jnp.asarray(rng.standard_normal((3, 3, 3, 40), np.float32) / 5)
+got_stem = kernels.fused_stem(img, stem_w, b[:40], 2, [(0, 1), (0, 1)], "swish")
+want_stem = jax.nn.silu(lax.conv_general_dilated(img, stem_w, (2, 2), [(0, 1), (0, 1)],
+                        dimension_numbers=("NHWC", "HWIO", "NHWC"), precision="highest") + b[:40])
+print("ERR", float(jnp.abs(got - want).max()), float(jnp.abs(got_dw - want_dw).max()),
+      float(jnp.abs(got_stem - want_stem).max()))
 """
 
 
 def test_avx2_register_tiles(tmp_path):
-    """Built for AVX2 (6 x 2 register tiles instead of AVX-512's 8 x 3), in a fresh process with
-    its own kernel cache: the tile shape some CPUs run must be right too."""
+    """Built for AVX2 (GEMM tiles 6 x 2 instead of AVX-512's 8 x 3, depthwise 4 pixels instead of
+    8, stem 2 instead of 6), in a fresh process with its own kernel cache: the tile shapes some CPUs
+    run must be right too."""
     import os
     import subprocess
     import sys
