@@ -8,9 +8,10 @@
 // as in the graph it replaces.
 //
 // The second entry point also runs the expand conv: x is then the block input (N, H, W, C_in)
-// and each input row is `x_row @ w_expand` (C_in, C, as panels) before its bias and activation, computed
-// with common.h's register tiles straight into the ring: the expanded map, the block's widest,
-// is never written to memory, and XLA's expand dot (and its hand-off between threads) is gone.
+// and each input row is `x_row @ w_expand` (C_in, C, as panels) before its bias and activation,
+// computed with common.h's register tiles straight into the ring: the expanded map, the block's
+// widest, is never written to memory, and XLA's expand dot (and its hand-off between threads) is
+// gone.
 //
 // Why (efficientnet_jax/kernels/__init__.py has the figures): XLA CPU writes the expand conv's
 // activation into a padded copy, reads it again for the k*k taps and a third time for the SE mean.

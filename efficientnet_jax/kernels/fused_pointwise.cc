@@ -7,8 +7,8 @@
 // none). Instead of the gate, the SE's own inputs may come (pooled (N, K), its two 1x1 convs
 // w1 (K, S), b1 (S), w2 (S, K), b2 (K)): gate = sigmoid(act_se(pooled @ w1 + b1) @ w2 + b2),
 // computed here first, which spares XLA's five small ops per block.
-// An MBConv's project conv with its folded BN, SE gate and skip connection, or the head conv with
-// its activation, in one pass.
+// An MBConv's project conv with its folded BN, SE gate and skip connection (also a Fused-MBConv's),
+// the head conv with its activation, or the classifier, in one pass.
 //
 // Why: at batch 1 XLA CPU runs these as a gate multiply, a dot and an add, each handed between
 // threads (B0 @224: ~65 dots of ~20 us to 0.4 ms), and its dot reaches 50-110 GFLOP/s on two cores

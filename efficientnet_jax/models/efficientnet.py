@@ -12,8 +12,8 @@ from flax import linen as nn
 
 from efficientnet_jax.models.blocks import BLOCKS
 from efficientnet_jax.models.layers import (
-    Array, Conv2d, FusedConv2d, FusedDense, FusedPointwiseConv2d, LayerOptions, batch_norm, dense_kernel_init, folded_bias, get_activation,
-    use_cpu_kernels,
+    Array, Conv2d, FusedConv2d, FusedDense, FusedPointwiseConv2d, LayerOptions, batch_norm, dense_kernel_init,
+    folded_bias, get_activation, use_cpu_kernels,
 )
 from efficientnet_jax.models.spec import ModelSpec, build_blocks
 
