@@ -27,7 +27,8 @@ The kernels build on first use (build.py); where they cannot (no compiler,
 from __future__ import annotations
 
 import ctypes
-from typing import Dict, Optional, Sequence, Tuple
+import functools
+from typing import Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +41,6 @@ __all__ = ["FUSED_ACTS", "KernelUnavailable", "available", "fused_depthwise", "f
            "unavailable_reason"]
 
 Array = jax.Array
-_cache: Dict[str, int] = {}
 
 # Activation name -> the kernel's code (fused_depthwise.cc `Act`); others use XLA's lowering.
 FUSED_ACTS = {"identity": 0, "swish": 1, "silu": 1, "relu": 2, "relu6": 3}
@@ -54,14 +54,13 @@ def _check_acts_and_dtype(fn: str, x: Array, **acts: str) -> None:
         raise ValueError(f"{fn}: float32 only, x is {x.dtype}")
 
 
+@functools.cache
 def gemm_panel_width() -> int:
     """Floats per row of a weight panel (common.h): 8 x the register tile's vectors, 24 with
     AVX-512VL and 16 with AVX2, as this machine's build of the kernels has it."""
-    if "panel_width" not in _cache:
-        fn = load().EfficientNetJaxGemmVecs
-        fn.restype = ctypes.c_int64
-        _cache["panel_width"] = 8 * int(fn())
-    return _cache["panel_width"]
+    fn = load().EfficientNetJaxGemmVecs
+    fn.restype = ctypes.c_int64
+    return 8 * int(fn())
 
 
 def _panels(w: Array) -> Array:
@@ -122,13 +121,12 @@ def fused_depthwise(
     elif in_bias is None:
         raise ValueError("fused_depthwise: an input activation needs its in_bias")
     outs = (jax.ShapeDtypeStruct((n, ho, wo, c), jnp.float32), jax.ShapeDtypeStruct((n, c), jnp.float32))
-    if expand_kernel is None:
-        call, args = jax.ffi.ffi_call("efficientnet_jax_fused_depthwise", outs, vmap_method="sequential"), (x,)
-    else:
-        call = jax.ffi.ffi_call("efficientnet_jax_fused_expand_depthwise", outs, vmap_method="sequential")
-        args = (x, _panels(expand_kernel[0, 0]))
+    # One handler; the target name says in a profile whether the call runs the expand conv too.
+    target = "efficientnet_jax_fused_depthwise" if expand_kernel is None else "efficientnet_jax_fused_expand_depthwise"
+    call = jax.ffi.ffi_call(target, outs, vmap_method="sequential")
     return call(
-        *args,
+        x,
+        jnp.zeros((0,), jnp.float32) if expand_kernel is None else _panels(expand_kernel[0, 0]),
         in_bias.astype(jnp.float32),
         kernel[:, :, 0, :].astype(jnp.float32),
         out_bias.astype(jnp.float32),

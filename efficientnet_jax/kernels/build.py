@@ -32,7 +32,7 @@ SOURCES = [HERE / "fused_depthwise.cc", HERE / "fused_pointwise.cc", HERE / "fus
 HEADERS = [HERE / "common.h"]
 TARGETS = {
     "efficientnet_jax_fused_depthwise": "EfficientNetJaxFusedDepthwise",
-    "efficientnet_jax_fused_expand_depthwise": "EfficientNetJaxFusedExpandDepthwise",
+    "efficientnet_jax_fused_expand_depthwise": "EfficientNetJaxFusedDepthwise",  # with expand weights
     "efficientnet_jax_fused_pointwise": "EfficientNetJaxFusedPointwise",
     "efficientnet_jax_fused_stem": "EfficientNetJaxFusedStem",
 }

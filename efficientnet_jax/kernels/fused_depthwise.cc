@@ -7,7 +7,7 @@
 // input as it is), w (KH, KW, C), float32, NHWC. The zero padding applies to the activated input,
 // as in the graph it replaces.
 //
-// The second entry point also runs the expand conv: x is then the block input (N, H, W, C_in)
+// With expand weights it also runs the expand conv: x is then the block input (N, H, W, C_in)
 // and each input row is `x_row @ w_expand` (C_in, C, as panels) before its bias and activation,
 // computed with common.h's register tiles straight into the ring: the expanded map, the block's
 // widest, is never written to memory, and XLA's expand dot (and its hand-off between threads) is
@@ -285,45 +285,26 @@ ffi::Error Run(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& x, const float* we,
   return ffi::Error::Success();
 }
 
-ffi::Error FusedDepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> in_bias,
-                              ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> out_bias,
-                              ffi::ResultBuffer<ffi::F32> out, ffi::ResultBuffer<ffi::F32> pooled,
-                              int64_t stride, int64_t pad_top, int64_t pad_left, int64_t in_act,
-                              int64_t out_act) {
-  return Run(pool, x, nullptr, in_bias, w, out_bias, out, pooled, stride, pad_top, pad_left, in_act, out_act);
-}
-
-ffi::Error FusedExpandDepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> we,
-                                    ffi::Buffer<ffi::F32> in_bias, ffi::Buffer<ffi::F32> w,
-                                    ffi::Buffer<ffi::F32> out_bias, ffi::ResultBuffer<ffi::F32> out,
-                                    ffi::ResultBuffer<ffi::F32> pooled, int64_t stride, int64_t pad_top,
-                                    int64_t pad_left, int64_t in_act, int64_t out_act) {
-  if (x.dimensions().size() != 4 || w.dimensions().size() != 3 ||
-      !ArePanels(we.dimensions(), x.dimensions()[3], w.dimensions()[2])) {
+// `we` empty: x is the expand output (or the block input as it is); else the (C_in, C) expand
+// weights as panels. One handler for both: kernels/__init__.py registers it under two target
+// names so a profile tells the calls apart.
+ffi::Error FusedDepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> we,
+                              ffi::Buffer<ffi::F32> in_bias, ffi::Buffer<ffi::F32> w,
+                              ffi::Buffer<ffi::F32> out_bias, ffi::ResultBuffer<ffi::F32> out,
+                              ffi::ResultBuffer<ffi::F32> pooled, int64_t stride, int64_t pad_top,
+                              int64_t pad_left, int64_t in_act, int64_t out_act) {
+  const bool expand = we.element_count() > 0;
+  if (expand && (x.dimensions().size() != 4 || w.dimensions().size() != 3 ||
+                 !ArePanels(we.dimensions(), x.dimensions()[3], w.dimensions()[2]))) {
     return ffi::Error::InvalidArgument("fused_depthwise: the expand weights must be (C_in, C) as panels");
   }
-  return Run(pool, x, we.typed_data(), in_bias, w, out_bias, out, pooled, stride, pad_top, pad_left, in_act,
-             out_act);
+  return Run(pool, x, expand ? we.typed_data() : nullptr, in_bias, w, out_bias, out, pooled, stride, pad_top,
+             pad_left, in_act, out_act);
 }
 
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(EfficientNetJaxFusedDepthwise, FusedDepthwiseImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("stride")
-                                  .Attr<int64_t>("pad_top")
-                                  .Attr<int64_t>("pad_left")
-                                  .Attr<int64_t>("in_act")
-                                  .Attr<int64_t>("out_act"));
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(EfficientNetJaxFusedExpandDepthwise, FusedExpandDepthwiseImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
