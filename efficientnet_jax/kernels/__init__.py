@@ -37,8 +37,8 @@ import numpy as np
 from efficientnet_jax.kernels.build import KernelUnavailable, available, load, unavailable_reason
 from efficientnet_jax.models.depthwise import _out_size  # (padded - k) // stride + 1
 
-__all__ = ["FUSED_ACTS", "KernelUnavailable", "available", "fused_depthwise", "fused_pointwise", "fused_stem", "load",
-           "unavailable_reason"]
+__all__ = ["FUSED_ACTS", "KernelUnavailable", "available", "depthwise_kernel_grad", "fused_depthwise", "fused_pointwise",
+           "fused_stem", "load", "unavailable_reason"]
 
 Array = jax.Array
 
@@ -216,3 +216,25 @@ def fused_pointwise(
         se_act=np.int64(FUSED_ACTS[se_act]),
     )
     return out.reshape(n, h, w, c)
+
+
+def depthwise_kernel_grad(xp: Array, g: Array, kh: int, kw: int, stride: int) -> Array:
+    """The depthwise conv's kernel gradient (kh, kw, 1, C) from the padded input and the output's
+    gradient: `dk[dy, dx, c] = sum over n, oy, ox of xp[n, oy*s + dy, ox*s + dx, c] * g[n, oy, ox, c]`
+    (depthwise_grad.cc). xp (N, Hp, Wp, C) and g (N, Ho, Wo, C) float32 NHWC. CPU only; the
+    training backward of models/depthwise.py."""
+    load()
+    if xp.ndim != 4 or g.ndim != 4 or xp.shape[0] != g.shape[0] or xp.shape[3] != g.shape[3]:
+        raise ValueError(f"depthwise_kernel_grad: xp {xp.shape} and g {g.shape} must be NHWC with the same N and C")
+    need = tuple((o - 1) * stride + k for o, k in zip(g.shape[1:3], (kh, kw)))
+    if any(o > 0 and n > p for o, n, p in zip(g.shape[1:3], need, xp.shape[1:3])):
+        raise ValueError(f"depthwise_kernel_grad: xp {xp.shape} is too small for g {g.shape} with a {kh}x{kw} "
+                         f"kernel at stride {stride} (needs {need[0]}x{need[1]})")
+    if kw > 16:
+        raise ValueError(f"depthwise_kernel_grad: kernels up to 16 wide, got {kh}x{kw}")
+    _check_acts_and_dtype("depthwise_kernel_grad", xp)
+    _check_acts_and_dtype("depthwise_kernel_grad", g)
+    c = xp.shape[3]
+    call = jax.ffi.ffi_call("efficientnet_jax_depthwise_kernel_grad", jax.ShapeDtypeStruct((kh, kw, c), jnp.float32),
+                            vmap_method="sequential")
+    return call(xp, g, stride=np.int64(stride)).reshape(kh, kw, 1, c)

@@ -28,13 +28,14 @@ import jax
 import jaxlib
 
 HERE = Path(__file__).parent
-SOURCES = [HERE / "fused_depthwise.cc", HERE / "fused_pointwise.cc", HERE / "fused_stem.cc"]
+SOURCES = [HERE / "fused_depthwise.cc", HERE / "fused_pointwise.cc", HERE / "fused_stem.cc", HERE / "depthwise_grad.cc"]
 HEADERS = [HERE / "common.h"]
 TARGETS = {
     "efficientnet_jax_fused_depthwise": "EfficientNetJaxFusedDepthwise",
     "efficientnet_jax_fused_expand_depthwise": "EfficientNetJaxFusedDepthwise",  # with expand weights
     "efficientnet_jax_fused_pointwise": "EfficientNetJaxFusedPointwise",
     "efficientnet_jax_fused_stem": "EfficientNetJaxFusedStem",
+    "efficientnet_jax_depthwise_kernel_grad": "EfficientNetJaxDepthwiseKernelGrad",  # training
 }
 CXXFLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC"]
 

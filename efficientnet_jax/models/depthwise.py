@@ -11,8 +11,9 @@ Impls ('auto' picks per backend, see `resolve_dw_impl`):
                     + act + depthwise + BN + act + SE mean as one, the 1x1 convs (SE gate,
                     project, skip; head; classifier) and the stem as others
                     (efficientnet_jax/kernels; required, an error if they cannot be built);
-                    everywhere else 'shift'. 'auto' uses the kernels on CPU when they can be
-                    built and 'shift' otherwise.
+                    everywhere else 'shift', whose kernel gradient (training, float32) is then
+                    a C++ kernel too. 'auto' uses the kernels on CPU when they can be built and
+                    'shift' otherwise.
 
 Why a custom backward (XLA CPU, jaxlib 0.10.2; benchmarks/bench_depthwise.py measures it):
 autodiff of the shift form gives dkernel as k*k `reduce(slice(pad(x)) * g)`. XLA hands each
@@ -21,7 +22,10 @@ materialises a shifted copy of x (k*k - 1 full-size writes, ~25 ms each at 32x56
 that is most of the backward. Here dkernel is one multi-output reduce over W that reads the
 padded input and g once (the k*k remaining (N, H, C) partial sums are tiny), and dx is the
 transposed conv written as shifted multiply-adds over g, per stride phase so that no zeros of
-a dilated g are multiplied.
+a dilated g are multiplied. Where the CPU kernels are used (above), dkernel is
+kernels.depthwise_kernel_grad instead: XLA runs that reduce slowly on small wide maps (7x7x1152,
+5x5 taps at batch 32: 23.6 ms against the kernel's 2.8; 112x112x32, 3x3: 22.8 against 6.7), and
+its 16 reduces were 16 % of a B0 batch-32 training step.
 """
 
 from __future__ import annotations
@@ -72,8 +76,22 @@ def use_fused_kernel(impl: str) -> bool:
     return impl == "auto" and jax.default_backend() == "cpu" and kernels.available()
 
 
+def use_kernel_grad(impl: str, dtype: jnp.dtype) -> bool:
+    """Whether the 'shift' backward computes dkernel with the C++ kernel (float32 on CPU): 'cpu_kernel'
+    insists (KernelUnavailable says why it cannot be built), 'auto' takes it where it builds."""
+    if impl not in ("auto", "cpu_kernel") or jnp.dtype(dtype) != jnp.float32 or jax.default_backend() != "cpu":
+        return False
+    from efficientnet_jax import kernels  # builds the C++ library on first use
+
+    if impl == "cpu_kernel":
+        kernels.load()
+        return True
+    return kernels.available()
+
+
 def depthwise_conv(x: Array, kernel: Array, stride: int, pads: Sequence[Tuple[int, int]], impl: str) -> Array:
     """Depthwise conv, kernel (kh, kw, 1, C); `impl` is one of DW_IMPLS ('auto' resolved here)."""
+    kernel_grad = use_kernel_grad(impl, x.dtype) if impl in DW_IMPLS else False
     impl = resolve_dw_impl(impl)
     pads_t: Pads = (tuple(int(p) for p in pads[0]), tuple(int(p) for p in pads[1]))  # hashable: static arg
     if impl == "xla":
@@ -82,7 +100,7 @@ def depthwise_conv(x: Array, kernel: Array, stride: int, pads: Sequence[Tuple[in
             dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=kernel.shape[-1],
         )
     if impl == "shift":
-        return _shift_custom_vjp(x, kernel, int(stride), pads_t)
+        return _shift_custom_vjp(x, kernel, int(stride), pads_t, kernel_grad)
     return _shift_forward(_pad_input(x, pads_t), kernel, stride)  # 'shift_autodiff'
 
 
@@ -207,23 +225,28 @@ def _grad_kernel(xp: Array, g: Array, kh: int, kw: int, stride: int) -> Array:
 # custom_vjp wiring.
 # ---------------------------------------------------------------------------------------------
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _shift_custom_vjp(x: Array, kernel: Array, stride: int, pads: Pads) -> Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _shift_custom_vjp(x: Array, kernel: Array, stride: int, pads: Pads, kernel_grad: bool = False) -> Array:
     return _shift_forward(_pad_input(x, pads), kernel, stride)
 
 
-def _shift_custom_vjp_fwd(x: Array, kernel: Array, stride: int, pads: Pads):
+def _shift_custom_vjp_fwd(x: Array, kernel: Array, stride: int, pads: Pads, kernel_grad: bool = False):
     xp = _pad_input(x, pads)
     # Keep the padded input (the forward materialises it anyway) so dkernel does not re-pad.
     return _shift_forward(xp, kernel, stride), (xp, kernel)
 
 
-def _shift_custom_vjp_bwd(stride: int, pads: Pads, res, g: Array):
+def _shift_custom_vjp_bwd(stride: int, pads: Pads, kernel_grad: bool, res, g: Array):
     xp, kernel = res
     kh, kw = kernel.shape[:2]
     hw = (xp.shape[1] - sum(pads[0]), xp.shape[2] - sum(pads[1]))
     dx = _grad_input(g, kernel, stride, pads, hw).astype(xp.dtype)
-    dk = _grad_kernel(xp, g, kh, kw, stride).astype(kernel.dtype)
+    if kernel_grad:  # float32 on CPU (use_kernel_grad)
+        from efficientnet_jax import kernels
+
+        dk = kernels.depthwise_kernel_grad(xp, g, kh, kw, stride).astype(kernel.dtype)
+    else:
+        dk = _grad_kernel(xp, g, kh, kw, stride).astype(kernel.dtype)
     return dx, dk
 
 

@@ -159,7 +159,7 @@ class DepthwiseConv2d(nn.Module):
         kernel = self.param("kernel", conv_kernel_init(depthwise=True), (self.kernel, self.kernel, 1, c))
         dtype = self.dtype or jnp.float32
         pads = [conv_padding(x.shape[i], self.kernel, self.stride, self.padding) for i in (1, 2)]
-        return depthwise_conv(x.astype(dtype), kernel.astype(dtype), self.stride, pads, resolve_dw_impl(self.impl))
+        return depthwise_conv(x.astype(dtype), kernel.astype(dtype), self.stride, pads, self.impl)
 
 
 class FusedDepthwiseConv2d(nn.Module):

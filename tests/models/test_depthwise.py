@@ -68,12 +68,16 @@ def test_forward_and_grads_equal_grouped_conv(mode, h, w, kernel, stride):
 @pytest.mark.parametrize("kernel,stride,h,w", [(1, 2, 8, 7), (7, 1, 6, 9), (7, 2, 11, 12), (2, 2, 8, 8)])
 def test_custom_vjp_any_kernel_size(kernel, stride, h, w):
     # k=1 at stride 2 leaves phases of dx without taps; k=7 and even k=2 stress the offsets.
+    # 'cpu_kernel' computes the kernel gradient in C++ (kernels.depthwise_kernel_grad) on CPU.
     x, k, pads, r = _case(h, w, kernel, stride, "same", seed=kernel + stride)
-    (y_ref, (gx_ref, gk_ref)), (y, (gx, gk)) = _value_and_grads(
-        [lambda x, k: _reference(x, k, stride, pads), lambda x, k: depthwise_conv(x, k, stride, pads, "shift")], x, k, r)
-    _close(y, y_ref, 1e-5)
-    _close(gx, gx_ref, 1e-5)
-    _close(gk, gk_ref, 1e-5)
+    impls = ["shift", "cpu_kernel"] if jax.default_backend() == "cpu" else ["shift"]
+    fns = [lambda x, k: _reference(x, k, stride, pads)]
+    fns += [lambda x, k, impl=impl: depthwise_conv(x, k, stride, pads, impl) for impl in impls]
+    (y_ref, (gx_ref, gk_ref)), *results = _value_and_grads(fns, x, k, r)
+    for y, (gx, gk) in results:
+        _close(y, y_ref, 1e-5)
+        _close(gx, gx_ref, 1e-5)
+        _close(gk, gk_ref, 1e-5)
 
 
 @pytest.mark.parametrize("kernel,stride", [(3, 1), (5, 2)])
