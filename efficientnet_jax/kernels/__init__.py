@@ -38,7 +38,7 @@ from efficientnet_jax.kernels.build import KernelUnavailable, available, load, u
 from efficientnet_jax.models.depthwise import _out_size  # (padded - k) // stride + 1
 
 __all__ = ["FUSED_ACTS", "KernelUnavailable", "available", "depthwise_kernel_grad", "fused_depthwise", "fused_pointwise",
-           "fused_stem", "load", "unavailable_reason"]
+           "fused_stem", "gemm_tn", "load", "unavailable_reason"]
 
 Array = jax.Array
 
@@ -238,3 +238,16 @@ def depthwise_kernel_grad(xp: Array, g: Array, kh: int, kw: int, stride: int) ->
     call = jax.ffi.ffi_call("efficientnet_jax_depthwise_kernel_grad", jax.ShapeDtypeStruct((kh, kw, c), jnp.float32),
                             vmap_method="sequential")
     return call(xp, g, stride=np.int64(stride)).reshape(kh, kw, 1, c)
+
+
+def gemm_tn(a: Array, b: Array) -> Array:
+    """a^T b for a (M, P) and b (M, Q) float32: (P, Q), summed over the long axis M (gemm_tn.cc).
+    The 1x1 convs' weight gradients in training. CPU only; no gradient of its own."""
+    load()
+    if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
+        raise ValueError(f"gemm_tn: a {a.shape} and b {b.shape} must be (M, P) and (M, Q)")
+    _check_acts_and_dtype("gemm_tn", a)
+    _check_acts_and_dtype("gemm_tn", b)
+    call = jax.ffi.ffi_call("efficientnet_jax_gemm_tn", jax.ShapeDtypeStruct((a.shape[1], b.shape[1]), jnp.float32),
+                            vmap_method="sequential")
+    return call(a, b)

@@ -28,7 +28,8 @@ import jax
 import jaxlib
 
 HERE = Path(__file__).parent
-SOURCES = [HERE / "fused_depthwise.cc", HERE / "fused_pointwise.cc", HERE / "fused_stem.cc", HERE / "depthwise_grad.cc"]
+SOURCES = [HERE / "fused_depthwise.cc", HERE / "fused_pointwise.cc", HERE / "fused_stem.cc", HERE / "depthwise_grad.cc",
+           HERE / "gemm_tn.cc"]
 HEADERS = [HERE / "common.h"]
 TARGETS = {
     "efficientnet_jax_fused_depthwise": "EfficientNetJaxFusedDepthwise",
@@ -36,6 +37,7 @@ TARGETS = {
     "efficientnet_jax_fused_pointwise": "EfficientNetJaxFusedPointwise",
     "efficientnet_jax_fused_stem": "EfficientNetJaxFusedStem",
     "efficientnet_jax_depthwise_kernel_grad": "EfficientNetJaxDepthwiseKernelGrad",  # training
+    "efficientnet_jax_gemm_tn": "EfficientNetJaxGemmTn",  # training
 }
 CXXFLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC"]
 
