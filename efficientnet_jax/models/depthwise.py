@@ -11,8 +11,8 @@ Impls ('auto' picks per backend, see `resolve_dw_impl`):
                     + act + depthwise + BN + act + SE mean as one, the 1x1 convs (SE gate,
                     project, skip; head; classifier) and the stem as others
                     (efficientnet_jax/kernels; required, an error if they cannot be built);
-                    everywhere else 'shift', whose kernel gradient (training, float32) is then
-                    a C++ kernel too. 'auto' uses the kernels on CPU when they can be built and
+                    everywhere else 'shift', whose backward (training, float32) then runs
+                    on C++ kernels too. 'auto' uses the kernels on CPU when they can be built and
                     'shift' otherwise.
 
 Why a custom backward (XLA CPU, jaxlib 0.10.2; benchmarks/bench_depthwise.py measures it):
@@ -25,7 +25,8 @@ transposed conv written as shifted multiply-adds over g, per stride phase so tha
 a dilated g are multiplied. Where the CPU kernels are used (above), dkernel is
 kernels.depthwise_kernel_grad instead: XLA runs that reduce slowly on small wide maps (7x7x1152,
 5x5 taps at batch 32: 23.6 ms against the kernel's 2.8; 112x112x32, 3x3: 22.8 against 6.7), and
-its 16 reduces were 16 % of a B0 batch-32 training step.
+its 16 reduces were 16 % of a B0 batch-32 training step; and dx is the depthwise inference
+kernel run over g (`_grad_input_kernel`).
 """
 
 from __future__ import annotations
@@ -77,8 +78,9 @@ def use_fused_kernel(impl: str) -> bool:
 
 
 def use_kernel_grad(impl: str, dtype: jnp.dtype) -> bool:
-    """Whether the 'shift' backward computes dkernel with the C++ kernel (float32 on CPU): 'cpu_kernel'
-    insists (KernelUnavailable says why it cannot be built), 'auto' takes it where it builds."""
+    """Whether the 'shift' backward runs on the C++ kernels, dkernel and dx (float32 on CPU):
+    'cpu_kernel' insists (KernelUnavailable says why they cannot be built), 'auto' takes them
+    where they build."""
     if impl not in ("auto", "cpu_kernel") or jnp.dtype(dtype) != jnp.float32 or jax.default_backend() != "cpu":
         return False
     from efficientnet_jax import kernels  # builds the C++ library on first use
@@ -197,6 +199,47 @@ def _grad_input(g: Array, kernel: Array, stride: int, pads: Pads, hw: Tuple[int,
     return dx
 
 
+def _grad_input_kernel(g: Array, kernel: Array, stride: int, pads: Pads, hw: Tuple[int, int]) -> Array:
+    """`_grad_input` on the CPU depthwise kernel (kernels.fused_depthwise, no bias or activation).
+
+    At stride 1 dx is the kernel flipped in both axes over g, padded by k - 1 - pad. At stride s
+    each phase (dx[s*q + ry, s*q' + rx]) is a stride-1 depthwise conv of g with the phase's taps
+    in order of their offset into g, padded by minus the smallest offset; XLA interleaves the
+    phases as in `_grad_input`. The kernel reads g once per phase and writes dx: XLA's version
+    also wrote a padded copy of g. B0 batch-32 training step, one process alternating both
+    programs (2 runs): 1.28 -> 1.21 and 1.28 -> 1.17 s. A phase without taps (k < s) or whose
+    taps start past its own position (not one of the family's paddings) takes `_grad_input`.
+    """
+    from efficientnet_jax import kernels
+
+    kh, kw, _, c = kernel.shape
+    n, ho, wo, _ = g.shape
+    zero = jnp.zeros((c,), jnp.float32)
+
+    def conv(w, p):
+        return kernels.fused_depthwise(g, w, zero, 1, p, "identity")[0]
+
+    if stride == 1:
+        return conv(kernel[::-1, ::-1], ((kh - 1 - pads[0][0], kh - 1 - pads[0][1]),
+                                         (kw - 1 - pads[1][0], kw - 1 - pads[1][1])))
+    qh, ph = _phase_taps(kh, stride, pads[0][0], hw[0])
+    qw, pw = _phase_taps(kw, stride, pads[1][0], hw[1])
+    rows = []
+    for ty in ph:
+        cols = []
+        for tx in pw:
+            ty_s, tx_s = sorted(ty, key=lambda t: t[1]), sorted(tx, key=lambda t: t[1])
+            if not ty_s or not tx_s or ty_s[0][1] > 0 or tx_s[0][1] > 0:
+                return _grad_input(g, kernel, stride, pads, hw)
+            sub = kernel[jnp.array([t for t, _ in ty_s])][:, jnp.array([t for t, _ in tx_s])]
+            pt, pl = -ty_s[0][1], -tx_s[0][1]
+            pb, pr = qh - ho - pt + len(ty_s) - 1, qw - wo - pl + len(tx_s) - 1
+            cols.append(conv(sub, ((pt, pb), (pl, pr))))
+        rows.append(cols)
+    dx = jnp.stack([jnp.stack(cols, axis=3) for cols in rows], axis=2)
+    return dx.reshape(n, qh * stride, qw * stride, c)[:, : hw[0], : hw[1]]
+
+
 def _sum_many(operands: List[Array], axis: int) -> List[Array]:
     """One variadic reduce (sum) over `axis`: XLA emits a single loop for all operands."""
     zeros = [jnp.zeros((), a.dtype) for a in operands]
@@ -240,8 +283,11 @@ def _shift_custom_vjp_bwd(stride: int, pads: Pads, kernel_grad: bool, res, g: Ar
     xp, kernel = res
     kh, kw = kernel.shape[:2]
     hw = (xp.shape[1] - sum(pads[0]), xp.shape[2] - sum(pads[1]))
-    dx = _grad_input(g, kernel, stride, pads, hw).astype(xp.dtype)
     if kernel_grad:  # float32 on CPU (use_kernel_grad)
+        dx = _grad_input_kernel(g, kernel, stride, pads, hw).astype(xp.dtype)
+    else:
+        dx = _grad_input(g, kernel, stride, pads, hw).astype(xp.dtype)
+    if kernel_grad:
         from efficientnet_jax import kernels
 
         dk = kernels.depthwise_kernel_grad(xp, g, kh, kw, stride).astype(kernel.dtype)

@@ -1,4 +1,7 @@
-"""The depthwise kernel-gradient CPU kernel (training) against XLA's own convolution gradient."""
+"""The depthwise backward on the CPU kernels (training) against XLA's own convolution gradient.
+
+dx on the kernels (every stride, padding and kernel size of the family, and the odd ones) is
+covered with the forward in tests/models/test_depthwise.py ('cpu_kernel')."""
 
 import jax
 import jax.numpy as jnp
@@ -52,17 +55,20 @@ def test_matches_xla_gradient(n, h, w, c, k, stride, padding):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
 
 
-def test_auto_on_cpu_calls_the_kernel_and_shift_does_not():
+@pytest.mark.parametrize("stride,calls_for_dx", [(1, 1), (2, 4)])  # stride 2: one call per phase
+def test_auto_on_cpu_runs_the_backward_on_kernels_and_shift_does_not(stride, calls_for_dx):
     x = jnp.ones((2, 8, 8, 16), jnp.float32)
     w = jnp.ones((3, 3, 1, 16), jnp.float32)
     pads = [(1, 1), (1, 1)]
 
     def grad_hlo(impl):
-        f = jax.grad(lambda w: jnp.sum(depthwise_conv(x, w, 1, pads, impl)))
-        return jax.jit(f).lower(w).as_text()
+        f = jax.grad(lambda x, w: jnp.sum(depthwise_conv(x, w, stride, pads, impl)), argnums=(0, 1))
+        return jax.jit(f).lower(x, w).as_text()
 
-    assert "efficientnet_jax_depthwise_kernel_grad" in grad_hlo("auto")
-    assert "efficientnet_jax_depthwise_kernel_grad" not in grad_hlo("shift")
+    auto, shift = grad_hlo("auto"), grad_hlo("shift")
+    assert auto.count("@efficientnet_jax_depthwise_kernel_grad") == 1
+    assert auto.count("@efficientnet_jax_fused_depthwise") == calls_for_dx  # dx; the forward stays XLA's
+    assert "@efficientnet_jax" not in shift
     bf16 = jax.grad(lambda w: jnp.sum(depthwise_conv(x.astype(jnp.bfloat16), w, 1, pads, "auto").astype(jnp.float32)))
     assert "efficientnet_jax_depthwise_kernel_grad" not in jax.jit(bf16).lower(w.astype(jnp.bfloat16)).as_text()
 
