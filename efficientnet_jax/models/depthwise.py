@@ -77,7 +77,7 @@ def use_fused_kernel(impl: str) -> bool:
     return impl == "auto" and jax.default_backend() == "cpu" and kernels.available()
 
 
-def use_kernel_grad(impl: str, dtype: jnp.dtype) -> bool:
+def use_kernel_backward(impl: str, dtype: jnp.dtype) -> bool:
     """Whether the 'shift' backward runs on the C++ kernels, dkernel and dx (float32 on CPU):
     'cpu_kernel' insists (KernelUnavailable says why they cannot be built), 'auto' takes them
     where they build."""
@@ -93,7 +93,7 @@ def use_kernel_grad(impl: str, dtype: jnp.dtype) -> bool:
 
 def depthwise_conv(x: Array, kernel: Array, stride: int, pads: Sequence[Tuple[int, int]], impl: str) -> Array:
     """Depthwise conv, kernel (kh, kw, 1, C); `impl` is one of DW_IMPLS ('auto' resolved here)."""
-    kernel_grad = use_kernel_grad(impl, x.dtype) if impl in DW_IMPLS else False
+    cpu_kernels = use_kernel_backward(impl, x.dtype) if impl in DW_IMPLS else False
     impl = resolve_dw_impl(impl)
     pads_t: Pads = (tuple(int(p) for p in pads[0]), tuple(int(p) for p in pads[1]))  # hashable: static arg
     if impl == "xla":
@@ -102,7 +102,7 @@ def depthwise_conv(x: Array, kernel: Array, stride: int, pads: Sequence[Tuple[in
             dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=kernel.shape[-1],
         )
     if impl == "shift":
-        return _shift_custom_vjp(x, kernel, int(stride), pads_t, kernel_grad)
+        return _shift_custom_vjp(x, kernel, int(stride), pads_t, cpu_kernels)
     return _shift_forward(_pad_input(x, pads_t), kernel, stride)  # 'shift_autodiff'
 
 
@@ -231,7 +231,8 @@ def _grad_input_kernel(g: Array, kernel: Array, stride: int, pads: Pads, hw: Tup
             ty_s, tx_s = sorted(ty, key=lambda t: t[1]), sorted(tx, key=lambda t: t[1])
             if not ty_s or not tx_s or ty_s[0][1] > 0 or tx_s[0][1] > 0:
                 return _grad_input(g, kernel, stride, pads, hw)
-            sub = kernel[jnp.array([t for t, _ in ty_s])][:, jnp.array([t for t, _ in tx_s])]
+            # Static slices (tap indices are Python ints): no gather, nothing for a trace to convert.
+            sub = jnp.stack([jnp.stack([kernel[a, b] for b, _ in tx_s]) for a, _ in ty_s])
             pt, pl = -ty_s[0][1], -tx_s[0][1]
             pb, pr = qh - ho - pt + len(ty_s) - 1, qw - wo - pl + len(tx_s) - 1
             cols.append(conv(sub, ((pt, pb), (pl, pr))))
@@ -269,31 +270,29 @@ def _grad_kernel(xp: Array, g: Array, kh: int, kw: int, stride: int) -> Array:
 # ---------------------------------------------------------------------------------------------
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _shift_custom_vjp(x: Array, kernel: Array, stride: int, pads: Pads, kernel_grad: bool = False) -> Array:
+def _shift_custom_vjp(x: Array, kernel: Array, stride: int, pads: Pads, cpu_kernels: bool = False) -> Array:
     return _shift_forward(_pad_input(x, pads), kernel, stride)
 
 
-def _shift_custom_vjp_fwd(x: Array, kernel: Array, stride: int, pads: Pads, kernel_grad: bool = False):
+def _shift_custom_vjp_fwd(x: Array, kernel: Array, stride: int, pads: Pads, cpu_kernels: bool = False):
     xp = _pad_input(x, pads)
     # Keep the padded input (the forward materialises it anyway) so dkernel does not re-pad.
     return _shift_forward(xp, kernel, stride), (xp, kernel)
 
 
-def _shift_custom_vjp_bwd(stride: int, pads: Pads, kernel_grad: bool, res, g: Array):
+def _shift_custom_vjp_bwd(stride: int, pads: Pads, cpu_kernels: bool, res, g: Array):
     xp, kernel = res
     kh, kw = kernel.shape[:2]
     hw = (xp.shape[1] - sum(pads[0]), xp.shape[2] - sum(pads[1]))
-    if kernel_grad:  # float32 on CPU (use_kernel_grad)
-        dx = _grad_input_kernel(g, kernel, stride, pads, hw).astype(xp.dtype)
-    else:
-        dx = _grad_input(g, kernel, stride, pads, hw).astype(xp.dtype)
-    if kernel_grad:
+    if cpu_kernels:  # float32 on CPU (use_kernel_backward)
         from efficientnet_jax import kernels
 
-        dk = kernels.depthwise_kernel_grad(xp, g, kh, kw, stride).astype(kernel.dtype)
+        dx = _grad_input_kernel(g, kernel, stride, pads, hw)
+        dk = kernels.depthwise_kernel_grad(xp, g, kh, kw, stride)
     else:
-        dk = _grad_kernel(xp, g, kh, kw, stride).astype(kernel.dtype)
-    return dx, dk
+        dx = _grad_input(g, kernel, stride, pads, hw)
+        dk = _grad_kernel(xp, g, kh, kw, stride)
+    return dx.astype(xp.dtype), dk.astype(kernel.dtype)
 
 
 _shift_custom_vjp.defvjp(_shift_custom_vjp_fwd, _shift_custom_vjp_bwd)

@@ -97,7 +97,10 @@ def test_other_lowerings_keep_xla(dw_impl):
     assert not any(t in hlo for t in ALL)
 
 
-def test_never_in_training_or_unfolded():
+def test_never_in_training_forward_or_unfolded():
+    """The fused inference kernels need folded BN: the unfolded program is XLA's. A training
+    step's backward runs the depthwise dx on the depthwise kernel (models/depthwise.py), one call
+    per stride-1 block and four per stride-2 block; nothing else of these kernels is in it."""
     model = create_model("efficientnet_b0", dw_impl="cpu_kernel", **SMALL)
     v, x = _perturbed(model, 32)
     hlo = jax.jit(lambda x: model.apply(v, x, train=False)).lower(x).as_text()
@@ -109,7 +112,9 @@ def test_never_in_training_or_unfolded():
         return jnp.sum(out)
 
     hlo = jax.jit(jax.grad(loss)).lower(v["params"]).as_text()
-    assert not any(t in hlo for t in ALL)
+    strides = [b.stride for b in build_blocks(model.spec)]
+    assert hlo.count(f"@{TARGET}") == sum(1 if s == 1 else 4 for s in strides)
+    assert not any(t in hlo for t in ALL if t != TARGET)
 
 
 def test_bfloat16_keeps_xla():
