@@ -213,6 +213,19 @@ inline bool ArePanels(const Dims& dims, int64_t k, int64_t c) {
   return dims.size() == 3 && dims[0] == (c + kPanelWidth - 1) / kPanelWidth && dims[1] == k && dims[2] == kPanelWidth;
 }
 
+// out[r * cols + c] = scale * sum over k < parts of partial[(k * rows + r) * ld + c]: the work
+// items' partial sums (each a (rows, ld) block, ld >= cols), added in item order by the caller.
+inline void SumPartials(const float* partial, int64_t parts, int64_t rows, int64_t ld, int64_t cols, float scale,
+                        float* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      float sum = 0.0f;
+      for (int64_t k = 0; k < parts; ++k) sum += partial[(k * rows + r) * ld + c];
+      out[r * cols + c] = sum * scale;
+    }
+  }
+}
+
 // Run fn(item) for item in [0, items) on the calling thread and up to threads - 1 tasks of XLA's
 // pool, which take items from an atomic counter. The caller returns once every item has run; a
 // task that starts after the last item was claimed finds none and never touches `fn`.

@@ -118,13 +118,7 @@ ffi::Error DepthwiseKernelGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x
   std::vector<float> partial(static_cast<size_t>(used * taps * p.cpad), 0.0f);
   p.partial = partial.data();
   if (rows > 0) ParallelFor(pool, used, [&p](int64_t item) { RunItem(p, item); });
-  for (int64_t t = 0; t < taps; ++t) {
-    for (int64_t ch = 0; ch < p.c; ++ch) {
-      float sum = 0.0f;
-      for (int64_t i = 0; i < used; ++i) sum += partial[(i * taps + t) * p.cpad + ch];
-      out[t * p.c + ch] = sum;
-    }
-  }
+  SumPartials(partial.data(), used, taps, p.cpad, p.c, 1.0f, out);
   return ffi::Error::Success();
 }
 

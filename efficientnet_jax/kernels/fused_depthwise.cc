@@ -273,15 +273,9 @@ ffi::Error Run(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& x, const float* we,
     RunItem(p, item, tile);
   });
 
-  float* pool_out = pooled->typed_data();
-  const float inv = 1.0f / static_cast<float>(p.ho * p.wo);
-  for (int64_t img = 0; img < p.n; ++img) {
-    for (int64_t ch = 0; ch < p.c; ++ch) {
-      float sum = 0.0f;
-      for (int64_t b = 0; b < p.bands; ++b) sum += partial[(b * p.n + img) * p.c + ch];
-      pool_out[img * p.c + ch] = sum * inv;
-    }
-  }
+  // The SE mean: the bands' sums over the output rows, per image and channel.
+  SumPartials(partial.data(), p.bands, p.n, p.c, p.c, 1.0f / static_cast<float>(p.ho * p.wo),
+              pooled->typed_data());
   return ffi::Error::Success();
 }
 

@@ -134,13 +134,7 @@ ffi::Error GemmTnImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a, ffi::Buffer
   std::vector<float> partial(static_cast<size_t>(p.ranges * p.p * p.qpad), 0.0f);
   p.partial = partial.data();
   ParallelFor(pool, p.ranges * p.blocks, [&p](int64_t item) { RunItem(p, item); });
-  for (int64_t row = 0; row < p.p; ++row) {
-    for (int64_t col = 0; col < p.q; ++col) {
-      float sum = 0.0f;
-      for (int64_t r = 0; r < p.ranges; ++r) sum += partial[(r * p.p + row) * p.qpad + col];
-      o[row * p.q + col] = sum;
-    }
-  }
+  SumPartials(partial.data(), p.ranges, p.p, p.qpad, p.q, 1.0f, o);
   return ffi::Error::Success();
 }
 

@@ -93,8 +93,9 @@ def use_kernel_backward(impl: str, dtype: jnp.dtype) -> bool:
 
 def depthwise_conv(x: Array, kernel: Array, stride: int, pads: Sequence[Tuple[int, int]], impl: str) -> Array:
     """Depthwise conv, kernel (kh, kw, 1, C); `impl` is one of DW_IMPLS ('auto' resolved here)."""
-    cpu_kernels = use_kernel_backward(impl, x.dtype) if impl in DW_IMPLS else False
-    impl = resolve_dw_impl(impl)
+    resolved = resolve_dw_impl(impl)  # also rejects unknown names
+    cpu_kernels = resolved == "shift" and use_kernel_backward(impl, x.dtype)
+    impl = resolved
     pads_t: Pads = (tuple(int(p) for p in pads[0]), tuple(int(p) for p in pads[1]))  # hashable: static arg
     if impl == "xla":
         return lax.conv_general_dilated(
