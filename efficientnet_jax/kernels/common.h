@@ -12,6 +12,10 @@
 #include <thread>
 #include <vector>
 
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
+
 #include "xla/ffi/api/ffi.h"
 
 namespace efficientnet_jax_kernels {
@@ -56,29 +60,46 @@ inline v8 round8(v8 x) {
 #endif
 }
 
-// 2^t for t in [-126, 126] (clamped): 2^round(t) from the exponent bits times a degree-5
-// polynomial for 2^f, |f| <= 1/2 (fitted here for relative error, 2.4e-7 in float32). ~13 vector
-// instructions: the SiLU of every expand output is most of this kernel's arithmetic.
-inline v8 exp2_8(v8 t) {
-  t = max8(min8(t, splat(126.0f)), splat(-126.0f));
-  const v8 n = round8(t);
-  const v8 f = t - n;
+// 2^t for t <= 126 (clamped): 2^round(t) times a degree-5 polynomial for 2^f, |f| <= 1/2
+// (fitted here for relative error, 2.4e-7 in float32). The SiLU of every expand and depthwise
+// output is most of these kernels' non-FMA arithmetic, so its instruction count matters:
+// AVX-512VL does the split into n and f with one VREDUCEPS and the scaling by 2^n with one
+// VSCALEFPS (which also takes t < -126 to a tiny value or 0 without a clamp), 9 instructions; the
+// portable version builds 2^n from exponent bits (clamped at -126 too), 13.
+inline v8 exp2_poly(v8 f) {
   v8 p = splat(0.001327646430581808f);
   p = p * f + splat(0.009675540961325169f);
   p = p * f + splat(0.05550713464617729f);
   p = p * f + splat(0.24022120237350464f);
   p = p * f + splat(0.6931469440460205f);
-  p = p * f + splat(1.0f);
+  return p * f + splat(1.0f);
+}
+
+#if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
+inline v8 exp2_8(v8 t) {
+  t = min8(t, splat(126.0f));  // 2^127 and up would reach inf, and recip8's Newton step NaN
+  const v8 f = (v8)_mm256_reduce_ps((__m256)t, 0x08);  // t - round(t), exact
+  return (v8)_mm256_scalef_ps((__m256)exp2_poly(f), (__m256)(t - f));
+}
+#else
+inline v8 exp2_8(v8 t) {
+  t = max8(min8(t, splat(126.0f)), splat(-126.0f));
+  const v8 n = round8(t);
   const v8i e = (__builtin_convertvector(n, v8i) + 127) << 23;
   v8 scale;
   std::memcpy(&scale, &e, sizeof(scale));
-  return p * scale;
+  return exp2_poly(t - n) * scale;
 }
+#endif
 
-// 1 / d: the hardware estimate (12 bits) and one Newton step (~23 bits) where AVX has it; a
-// division costs several times more and SiLU needs one per element.
+// 1 / d: the hardware estimate (14 bits with AVX-512VL, 12 with AVX) and one Newton step (~23
+// bits or better) where AVX has it; a division costs several times more and SiLU needs one per
+// element.
 inline v8 recip8(v8 d) {
-#if defined(__AVX__)
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+  const v8 r = (v8)_mm256_rcp14_ps((__m256)d);
+  return r * (splat(2.0f) - d * r);
+#elif defined(__AVX__)
   const v8 r = __builtin_ia32_rcpps256(d);
   return r * (splat(2.0f) - d * r);
 #else
@@ -146,18 +167,23 @@ constexpr int kGemmRows = 6, kGemmVecs = 2;
 #endif
 constexpr int64_t kPanelWidth = 8 * kGemmVecs;  // floats per panel row
 
-// `scale` (k floats) multiplies W's rows first when given (a per-image Squeeze-Excitation gate on
-// A's columns, applied to the NV loaded vectors instead of the MR broadcasts).
-template <int MR, int NV, bool SCALED>
-inline void GemmTile(const float* a, int64_t lda, const float* w, int64_t k, const float* scale,
-                     v8 (&acc)[MR][NV]) {
+// Row-tile heights: kGemmRows, or one less where that pads fewer rows. EfficientNet's maps at
+// 224 are 7 * 2^j pixels wide: rows of 7, 14 or 28 pixels and maps of 49 or 196 fill 7-row tiles
+// exactly and leave 8-row ones 1/8 empty (B0 at batch 1: the expand of every stage from 28x28 on,
+// the project of the 7x7 and 14x14 stages). A 7 x 3 tile is as FMA-bound as 8 x 3.
+constexpr int kGemmRowsAlt = kGemmRows - 1;
+
+inline int TileRows(int64_t m) {
+  const int64_t full = (m + kGemmRows - 1) / kGemmRows * kGemmRows;
+  const int64_t alt = (m + kGemmRowsAlt - 1) / kGemmRowsAlt * kGemmRowsAlt;
+  return alt < full ? kGemmRowsAlt : kGemmRows;
+}
+
+template <int MR, int NV>
+inline void GemmTile(const float* a, int64_t lda, const float* w, int64_t k, v8 (&acc)[MR][NV]) {
   for (int64_t kk = 0; kk < k; ++kk) {
     v8 wv[NV];
     for (int j = 0; j < NV; ++j) wv[j] = load8(w + kk * kPanelWidth + 8 * j);
-    if constexpr (SCALED) {
-      const v8 sk = splat(scale[kk]);
-      for (int j = 0; j < NV; ++j) wv[j] *= sk;
-    }
     for (int r = 0; r < MR; ++r) {
       const v8 av = splat(a[r * lda + kk]);
       for (int j = 0; j < NV; ++j) acc[r][j] += av * wv[j];
@@ -165,44 +191,56 @@ inline void GemmTile(const float* a, int64_t lda, const float* w, int64_t k, con
   }
 }
 
-template <int NV, bool SCALED, typename Init, typename Out>
-inline void GemmBlock(const float* a, int64_t lda, const float* w, int64_t k, const float* scale, int64_t v0,
-                      const Init& init, const Out& out) {
-  v8 acc[kGemmRows][NV];
+template <int MR, int NV, typename Init, typename Out>
+inline void GemmBlock(const float* a, int64_t lda, const float* w, int64_t k, int64_t v0, const Init& init,
+                      const Out& out) {
+  v8 acc[MR][NV];
   for (int j = 0; j < NV; ++j) {
     const v8 b = init(v0 + j);
-    for (int r = 0; r < kGemmRows; ++r) acc[r][j] = b;
+    for (int r = 0; r < MR; ++r) acc[r][j] = b;
   }
-  GemmTile<kGemmRows, NV, SCALED>(a, lda, w, k, scale, acc);
-  for (int r = 0; r < kGemmRows; ++r) {
+  GemmTile<MR, NV>(a, lda, w, k, acc);
+  for (int r = 0; r < MR; ++r) {
     for (int j = 0; j < NV; ++j) out(r, v0 + j, acc[r][j]);
   }
 }
 
-// kGemmRows rows of A times panel `v0 / kGemmVecs` of W, vectors [v0, v1) of it (v0 a multiple of
-// kGemmVecs, v1 - v0 <= kGemmVecs): out(row, vector, init(vector) + A W) for each. A always has
-// kGemmRows rows: a caller with fewer pads them (PadRows) and drops the rest in `out`.
-template <typename Init, typename Out>
-inline void GemmPanel(const float* a, int64_t lda, const float* panels, int64_t k, const float* scale, int64_t v0,
-                      int64_t v1, const Init& init, const Out& out) {
-  const float* w = panels + (v0 / kGemmVecs) * k * kPanelWidth;
-  const int64_t nv = v1 - v0;
-  if (scale) {
-    if (nv == kGemmVecs) return GemmBlock<kGemmVecs, true>(a, lda, w, k, scale, v0, init, out);
-    if (nv == 1) return GemmBlock<1, true>(a, lda, w, k, scale, v0, init, out);
-    if (nv == 2) return GemmBlock<2, true>(a, lda, w, k, scale, v0, init, out);
-  } else {
-    if (nv == kGemmVecs) return GemmBlock<kGemmVecs, false>(a, lda, w, k, scale, v0, init, out);
-    if (nv == 1) return GemmBlock<1, false>(a, lda, w, k, scale, v0, init, out);
-    if (nv == 2) return GemmBlock<2, false>(a, lda, w, k, scale, v0, init, out);
-  }
+// The panel holding vector `v0` (a multiple of kGemmVecs) of a (k, c) matrix's panels.
+inline const float* PanelAt(const float* panels, int64_t k, int64_t v0) {
+  return panels + (v0 / kGemmVecs) * k * kPanelWidth;
 }
 
-// `rows` (< kGemmRows) rows of A copied into `pad` (kGemmRows x k). Returns pad's data (its rows
-// are k floats apart). The rows below hold zeros or earlier rows (finite values): their results
-// are dropped, so they are not cleared every time.
-inline const float* PadRows(const float* a, int64_t lda, int64_t rows, int64_t k, std::vector<float>& pad) {
-  if (pad.size() < static_cast<size_t>(kGemmRows * k)) pad.assign(static_cast<size_t>(kGemmRows * k), 0.0f);
+// MR rows of A times `panel` (PanelAt(W, k, v0)), vectors [v0, v1) of W (v1 - v0 <= kGemmVecs):
+// out(row, vector, init(vector) + A W) for each. A always has MR rows: a caller with fewer pads
+// them (PadRows) and drops the rest in `out`.
+template <int MR, typename Init, typename Out>
+inline void GemmPanel(const float* a, int64_t lda, const float* panel, int64_t k, int64_t v0, int64_t v1,
+                      const Init& init, const Out& out) {
+  const int64_t nv = v1 - v0;
+  if (nv == kGemmVecs) return GemmBlock<MR, kGemmVecs>(a, lda, panel, k, v0, init, out);
+  if (nv == 1) return GemmBlock<MR, 1>(a, lda, panel, k, v0, init, out);
+  if (nv == 2) return GemmBlock<MR, 2>(a, lda, panel, k, v0, init, out);
+}
+
+// `panel` (k x kPanelWidth) with row kk multiplied by scale[kk], into `dst`: a per-image
+// Squeeze-Excitation gate on A's columns, applied once per panel and row chunk instead of to the
+// loaded W vectors of every tile (which cost a multiply per FMA row, ~1/8 more work).
+inline const float* ScalePanel(const float* panel, int64_t k, const float* scale, std::vector<v8>& dst) {
+  constexpr int64_t kVecs = kPanelWidth / 8;
+  if (dst.size() < static_cast<size_t>(k * kVecs)) dst.resize(static_cast<size_t>(k * kVecs));
+  for (int64_t kk = 0; kk < k; ++kk) {
+    const v8 sk = splat(scale[kk]);
+    for (int64_t j = 0; j < kVecs; ++j) dst[kk * kVecs + j] = load8(panel + kk * kPanelWidth + 8 * j) * sk;
+  }
+  return reinterpret_cast<const float*>(dst.data());
+}
+
+// `rows` (< mr) rows of A copied into `pad` (mr x k). Returns pad's data (its rows are k floats
+// apart). The rows below hold zeros or earlier rows (finite values): their results are dropped,
+// so they are not cleared every time.
+inline const float* PadRows(const float* a, int64_t lda, int64_t rows, int64_t k, int64_t mr,
+                            std::vector<float>& pad) {
+  if (pad.size() < static_cast<size_t>(mr * k)) pad.resize(static_cast<size_t>(mr * k), 0.0f);
   for (int64_t r = 0; r < rows; ++r) std::memcpy(pad.data() + r * k, a + r * lda, sizeof(float) * k);
   return pad.data();
 }

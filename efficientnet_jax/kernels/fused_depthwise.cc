@@ -46,6 +46,7 @@ struct Problem {
   int64_t n, h, w_in, c, kh, kw, stride, pad_top, pad_left, ho, wo;
   int64_t cin;  // x's channels (== c without expand)
   int64_t in_act, out_act;
+  int64_t mr;  // the expand's row-tile height (TileRows of the input columns a row's taps reach)
   int64_t bands, band_rows, groups, group_ch;
 };
 
@@ -60,6 +61,27 @@ struct Tile {
   std::vector<v8> sums;       // the item's SE sums, one vector per 8 channels
 };
 
+// The expand conv of input row `iy`, channels [c0, c0 + group), activated into `dst` (ring slot
+// layout): MR pixels x the group's vectors at a time, the in bias as the start value. The group
+// starts at a panel boundary (Run rounds groups to whole panels).
+template <int64_t ACT, int MR>
+void ExpandRow(const Problem& p, Tile& t, int64_t img, int64_t iy, int64_t c0, int64_t last, v8* dst) {
+  const float* src = p.x + ((img * p.h + iy) * p.w_in) * p.cin;
+  auto init = [&t](int64_t v) { return t.ib[v]; };
+  for (int64_t ix = 0; ix < last; ix += MR) {
+    const int64_t rows = std::min<int64_t>(MR, last - ix);
+    const float* a = src + ix * p.cin;
+    if (rows < MR) a = PadRows(a, p.cin, rows, p.cin, MR, t.pad);
+    v8* d = dst + p.pad_left + ix;
+    for (int64_t v = 0; v < t.nvec; v += kGemmVecs) {
+      GemmPanel<MR>(a, p.cin, PanelAt(p.we, p.cin, c0 / 8 + v), p.cin, v, std::min<int64_t>(t.nvec, v + kGemmVecs),
+                    init, [d, rows, &t](int r, int64_t vec, v8 acc) {
+                      if (r < rows) d[vec * t.wp + r] = act8<ACT>(acc);
+                    });
+    }
+  }
+}
+
 // Activate input row `iy` of image `img`, channels [c0, c0 + cw), into ring slot `dst`. Pixel by
 // pixel (x is read in order; the slot, a few KB per vector, stays in cache for the scattered writes).
 template <int64_t ACT>
@@ -69,24 +91,9 @@ void FillRow(const Problem& p, Tile& t, int64_t img, int64_t iy, int64_t c0, int
     for (int64_t ix = 0; ix < p.pad_left; ++ix) dst[v * t.wp + ix] = splat(0.0f);
     for (int64_t ix = p.pad_left + last; ix < t.wp; ++ix) dst[v * t.wp + ix] = splat(0.0f);
   }
-  if (p.we) {  // expand: kGemmRows pixels x the group's vectors at a time, bias as the start value
-    // The group starts at a panel boundary (Run rounds groups to whole panels).
-    const float* src = p.x + ((img * p.h + iy) * p.w_in) * p.cin;
-    const float* we = p.we + (c0 / kPanelWidth) * p.cin * kPanelWidth;
-    auto init = [&t](int64_t v) { return t.ib[v]; };
-    for (int64_t ix = 0; ix < last; ix += kGemmRows) {
-      const int64_t rows = std::min<int64_t>(kGemmRows, last - ix);
-      const float* a = src + ix * p.cin;
-      if (rows < kGemmRows) a = PadRows(a, p.cin, rows, p.cin, t.pad);
-      v8* d = dst + p.pad_left + ix;
-      for (int64_t v = 0; v < t.nvec; v += kGemmVecs) {
-        GemmPanel(a, p.cin, we, p.cin, nullptr, v, std::min<int64_t>(t.nvec, v + kGemmVecs), init,
-                  [d, rows, &t](int r, int64_t vec, v8 acc) {
-                    if (r < rows) d[vec * t.wp + r] = act8<ACT>(acc);
-                  });
-      }
-    }
-    return;
+  if (p.we) {
+    if (p.mr == kGemmRows) return ExpandRow<ACT, kGemmRows>(p, t, img, iy, c0, last, dst);
+    return ExpandRow<ACT, kGemmRowsAlt>(p, t, img, iy, c0, last, dst);
   }
   const float* src = p.x + ((img * p.h + iy) * p.w_in) * p.c + c0;
   const int64_t full = cw / 8, tail = cw % 8;
@@ -263,6 +270,7 @@ ffi::Error Run(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& x, const float* we,
 
   const std::vector<v8> wvec = PackVectors(w.typed_data(), p.kh * p.kw, p.c, /*vec_major=*/true);
   p.we = we;
+  p.mr = TileRows(std::min(p.w_in, (p.wo - 1) * p.stride + p.kw - p.pad_left));
   const std::vector<v8> obvec = PackVectors(out_bias.typed_data(), 1, p.c, false);
   const std::vector<v8> ibvec = PackVectors(in_bias.typed_data(), 1, p.c, false);
   p.wvec = wvec.data(), p.obvec = obvec.data(), p.ibvec = ibvec.data();

@@ -47,6 +47,7 @@ struct Problem {
   SqueezeExcite* se;                            // nullptr: `gate` as given
   float* out;
   int64_t n, m, k, c;                           // m = H * W rows per image
+  int64_t mr;                                   // row-tile height (TileRows)
   int64_t m_blocks, m_tiles_per_block, v_blocks, panels_per_block, chunk_tiles;
 };
 
@@ -108,16 +109,22 @@ const float* GateOf(const Problem& p, int64_t img) {
   return gate;
 }
 
-template <int64_t ACT>
-void RunItem(const Problem& p, int64_t item, std::vector<float>& pad) {
+// Scratch kept by each thread across calls (no allocation per call once warm).
+struct Scratch {
+  std::vector<float> pad;    // a partial row tile
+  std::vector<v8> scaled;    // a panel times the SE gate
+};
+
+template <int64_t ACT, int MR>
+void RunItem(const Problem& p, int64_t item, Scratch& scratch) {
   const int64_t vb = item % p.v_blocks;
   const int64_t mb = (item / p.v_blocks) % p.m_blocks;
   const int64_t img = item / (p.v_blocks * p.m_blocks);
   const int64_t nvec = (p.c + 7) / 8;
   const int64_t v_begin = vb * p.panels_per_block * kGemmVecs;
   const int64_t v_end = std::min(nvec, v_begin + p.panels_per_block * kGemmVecs);
-  const int64_t r_begin = mb * p.m_tiles_per_block * kGemmRows;
-  const int64_t r_end = std::min(p.m, r_begin + p.m_tiles_per_block * kGemmRows);
+  const int64_t r_begin = mb * p.m_tiles_per_block * MR;
+  const int64_t r_end = std::min(p.m, r_begin + p.m_tiles_per_block * MR);
   if (v_begin >= v_end || r_begin >= r_end) return;
   const float* x = p.x + img * p.m * p.k;
   const float* gate = p.se ? GateOf(p, img) : p.gate ? p.gate + img * p.k : nullptr;
@@ -127,14 +134,16 @@ void RunItem(const Problem& p, int64_t item, std::vector<float>& pad) {
 
   // Chunks of rows small enough to stay in cache while every panel of the item passes over them;
   // each panel is read once per chunk (at batch 1 and 7x7 maps: once).
-  for (int64_t c0 = r_begin; c0 < r_end; c0 += p.chunk_tiles * kGemmRows) {
-    const int64_t c1 = std::min(r_end, c0 + p.chunk_tiles * kGemmRows);
+  for (int64_t c0 = r_begin; c0 < r_end; c0 += p.chunk_tiles * MR) {
+    const int64_t c1 = std::min(r_end, c0 + p.chunk_tiles * MR);
     for (int64_t v = v_begin; v < v_end; v += kGemmVecs) {
       const int64_t v1 = std::min(v_end, v + kGemmVecs);
-      for (int64_t r0 = c0; r0 < c1; r0 += kGemmRows) {
-        const int64_t rows = std::min<int64_t>(kGemmRows, c1 - r0);
-        const float* a = rows < kGemmRows ? PadRows(x + r0 * p.k, p.k, rows, p.k, pad) : x + r0 * p.k;
-        GemmPanel(a, p.k, p.w, p.k, gate, v, v1, init, [&](int r, int64_t vec, v8 acc) {
+      const float* panel = PanelAt(p.w, p.k, v);
+      if (gate) panel = ScalePanel(panel, p.k, gate, scratch.scaled);
+      for (int64_t r0 = c0; r0 < c1; r0 += MR) {
+        const int64_t rows = std::min<int64_t>(MR, c1 - r0);
+        const float* a = rows < MR ? PadRows(x + r0 * p.k, p.k, rows, p.k, MR, scratch.pad) : x + r0 * p.k;
+        GemmPanel<MR>(a, p.k, panel, p.k, v, v1, init, [&](int r, int64_t vec, v8 acc) {
           if (r >= rows) return;
           const int64_t valid = std::min<int64_t>(8, p.c - 8 * vec);
           const int64_t at = (r0 + r) * p.c + 8 * vec;
@@ -144,6 +153,16 @@ void RunItem(const Problem& p, int64_t item, std::vector<float>& pad) {
         });
       }
     }
+  }
+}
+
+template <int MR>
+void RunItemAct(const Problem& p, int64_t act, int64_t item, Scratch& scratch) {
+  switch (act) {
+    case kSilu: return RunItem<kSilu, MR>(p, item, scratch);
+    case kRelu: return RunItem<kRelu, MR>(p, item, scratch);
+    case kRelu6: return RunItem<kRelu6, MR>(p, item, scratch);
+    default: return RunItem<kNone, MR>(p, item, scratch);
   }
 }
 
@@ -186,7 +205,8 @@ ffi::Error FusedPointwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi
   // About 4 items per thread: panels split first (each thread streams its own weights, which at
   // batch 1 come from memory once per image), then row tiles.
   const int64_t want = 4 * std::max<int64_t>(1, pool.num_threads());
-  const int64_t m_tiles = (p.m + kGemmRows - 1) / kGemmRows;
+  p.mr = TileRows(p.m);
+  const int64_t m_tiles = (p.m + p.mr - 1) / p.mr;
   const int64_t panels = (p.c + kPanelWidth - 1) / kPanelWidth;
   p.v_blocks = std::clamp<int64_t>((want + p.n - 1) / p.n, 1, panels);
   p.panels_per_block = (panels + p.v_blocks - 1) / p.v_blocks;
@@ -194,16 +214,12 @@ ffi::Error FusedPointwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi
   p.m_blocks = std::clamp<int64_t>((want + p.n * p.v_blocks - 1) / (p.n * p.v_blocks), 1, m_tiles);
   p.m_tiles_per_block = (m_tiles + p.m_blocks - 1) / p.m_blocks;
   p.m_blocks = (m_tiles + p.m_tiles_per_block - 1) / p.m_tiles_per_block;
-  p.chunk_tiles = std::max<int64_t>(1, (256 << 10) / (p.k * 4 * kGemmRows));  // ~256 KB of x rows
+  p.chunk_tiles = std::max<int64_t>(1, (256 << 10) / (p.k * 4 * p.mr));  // ~256 KB of x rows
 
   ParallelFor(pool, p.n * p.m_blocks * p.v_blocks, [&p, act](int64_t item) {
-    thread_local std::vector<float> pad;  // kept across calls: no allocation per call once warm
-    switch (act) {
-      case kSilu: RunItem<kSilu>(p, item, pad); break;
-      case kRelu: RunItem<kRelu>(p, item, pad); break;
-      case kRelu6: RunItem<kRelu6>(p, item, pad); break;
-      default: RunItem<kNone>(p, item, pad); break;
-    }
+    thread_local Scratch scratch;
+    if (p.mr == kGemmRows) RunItemAct<kGemmRows>(p, act, item, scratch);
+    else RunItemAct<kGemmRowsAlt>(p, act, item, scratch);
   });
   return ffi::Error::Success();
 }

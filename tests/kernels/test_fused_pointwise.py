@@ -20,7 +20,8 @@ def _reference(x, kernel, bias, act, gate, residual):
     return y if residual is None else y + residual
 
 
-# Rows per image around the register tile (1, 5, 7x7 = 49, 9x13 = 117, 28x28), channel counts
+# Rows per image around both register-tile heights (1, 5, 7x7 = 49 and 14x14 = 196 in 7-row tiles,
+# 9x13 = 117 in 7-row tiles with a partial one, 28x28 in 8-row ones), channel counts
 # with partial vectors (K 3 / 13, C 13 / 20 / 36), an MBConv project (gate + skip), the head
 # (swish, no gate) and batches that split into many (rows x columns) items.
 CASES = [
