@@ -140,17 +140,30 @@ inline void Pixels(const Problem& p, const v8* const* rows, const v8* w, v8 bias
 
 // One output row for one vector of 8 channels. A tile's OX accumulators are OX independent FMA
 // chains: 8 (AVX-512VL's 32 registers hold them) keep both FMA pipes busy through the FMA
-// latency, where 4 left them half idle; row tails take 4, 2, 1 pixels.
+// latency, where 4 left them half idle. So a row's tail is one tile of all its remaining pixels
+// (4 + 2 + 1 tiles for a 7-pixel tail ran 1, 2 and 4 pixels latency-bound), and rows of 7, 14 or
+// 28 pixels (EfficientNet's maps at 224) take 7-pixel tiles: no short tile at all.
 constexpr int kDwPixels = kGemmRows == 8 ? 8 : 4;
 
 template <int KW, int S, int64_t ACT>
 inline void RowVec(const Problem& p, const v8* const* rows, const v8* w, v8 bias, v8& sum, float* orow,
                    int64_t n) {
+  if (kDwPixels == 8 && p.wo % 8 != 0 && p.wo % 7 == 0) {
+    for (int64_t ox = 0; ox < p.wo; ox += 7) Pixels<7, KW, S, ACT>(p, rows, w, bias, sum, orow, n, ox);
+    return;
+  }
   int64_t ox = 0;
   for (; ox + kDwPixels <= p.wo; ox += kDwPixels) Pixels<kDwPixels, KW, S, ACT>(p, rows, w, bias, sum, orow, n, ox);
-  if (kDwPixels > 4 && ox + 4 <= p.wo) Pixels<4, KW, S, ACT>(p, rows, w, bias, sum, orow, n, ox), ox += 4;
-  if (ox + 2 <= p.wo) Pixels<2, KW, S, ACT>(p, rows, w, bias, sum, orow, n, ox), ox += 2;
-  if (ox < p.wo) Pixels<1, KW, S, ACT>(p, rows, w, bias, sum, orow, n, ox);
+  switch (p.wo - ox) {
+    case 7: if constexpr (kDwPixels > 7) Pixels<7, KW, S, ACT>(p, rows, w, bias, sum, orow, n, ox); break;
+    case 6: if constexpr (kDwPixels > 6) Pixels<6, KW, S, ACT>(p, rows, w, bias, sum, orow, n, ox); break;
+    case 5: if constexpr (kDwPixels > 5) Pixels<5, KW, S, ACT>(p, rows, w, bias, sum, orow, n, ox); break;
+    case 4: if constexpr (kDwPixels > 4) Pixels<4, KW, S, ACT>(p, rows, w, bias, sum, orow, n, ox); break;
+    case 3: Pixels<3, KW, S, ACT>(p, rows, w, bias, sum, orow, n, ox); break;
+    case 2: Pixels<2, KW, S, ACT>(p, rows, w, bias, sum, orow, n, ox); break;
+    case 1: Pixels<1, KW, S, ACT>(p, rows, w, bias, sum, orow, n, ox); break;
+    default: break;
+  }
 }
 
 template <int KW, int S, int64_t ACT>

@@ -32,7 +32,8 @@ def _case(n, h, w, c, k, seed=0):
 
 # Every shape the family has (3x3 / 5x5, stride 1 / 2, TF-SAME's asymmetric pad at even sizes and
 # PyTorch's symmetric one), channel counts with a partial last vector of 8 (13, 70) and below one
-# vector (5), widths below the kernel's 4-pixel tile, and batches that split into several items.
+# vector (5), widths below the kernel's pixel tile, every tail length after 8-pixel tiles (11: 3,
+# 15: 7, 6 alone), rows of 7-pixel tiles (14) and batches that split into several items.
 CASES = [
     # n, h, w, c, k, stride, padding, in_act, out_act
     (1, 8, 8, 16, 3, 1, "same", "swish", "swish"),
@@ -43,6 +44,8 @@ CASES = [
     (2, 3, 2, 40, 5, 1, "same", "relu", "relu"),
     (1, 14, 14, 200, 3, 1, "same", "swish", "identity"),
     (4, 12, 12, 96, 3, 2, "same", "swish", "swish"),
+    (1, 15, 15, 16, 5, 1, "same", "swish", "swish"),
+    (2, 6, 6, 24, 3, 1, "symmetric", "relu", "swish"),
 ]
 
 
