@@ -35,6 +35,9 @@ def main(argv):
 
     metrics.quiet_library_logs()
     parallel.initialize_distributed(_DISTRIBUTED.value)
+    from efficientnet_jax.training import compile_cache
+
+    compile_cache.enable(_CONFIG.value.compilation_cache_dir)  # before the first compile
     from efficientnet_jax.training.evaluate_checkpoint import evaluate_checkpoint
 
     results = evaluate_checkpoint(_CONFIG.value, _WORKDIR.value, _CHECKPOINT.value)

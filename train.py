@@ -34,6 +34,9 @@ def main(argv):
 
     metrics.quiet_library_logs()
     parallel.initialize_distributed(_DISTRIBUTED.value)  # before any other JAX call
+    from efficientnet_jax.training import compile_cache
+
+    compile_cache.enable(_CONFIG.value.compilation_cache_dir)  # before the first compile
 
     import jax
 

@@ -99,6 +99,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.tensorboard = True
     c.profile_start_step = -1  # >= 0: jax.profiler trace of the next profile_num_steps steps
     c.profile_num_steps = 5
+    # train.py / eval.py: JAX's persistent compilation cache ('' = off; JAX_COMPILATION_CACHE_DIR wins).
+    # A rerun of the same program loads it instead of compiling (training/compile_cache.py).
+    c.compilation_cache_dir = "~/.cache/efficientnet_jax/jax_cache"
     return c
 
 
