@@ -270,24 +270,43 @@ inline void SumPartials(const float* partial, int64_t parts, int64_t rows, int64
 }
 
 // Run fn(item) for item in [0, items) on the calling thread and up to threads - 1 tasks of XLA's
-// pool, which take items from an atomic counter. The caller returns once every item has run; a
-// task that starts after the last item was claimed finds none and never touches `fn`.
+// pool. Participant t first takes the items of its own contiguous range [t * items / T,
+// (t + 1) * items / T) from that range's atomic counter, then helps with the others' ranges.
+// Contiguous ranges matter: items are adjacent channel groups or panels, and two threads writing
+// the two sides of a group boundary share the output's cache lines at every pixel; with items
+// handed out one by one from a single counter every boundary was such a one. The caller returns
+// once every item has run; a task that starts after the last item was claimed finds none and
+// never touches `fn`.
 template <typename F>
 void ParallelFor(xla::ffi::ThreadPool& pool, int64_t items, const F& fn) {
+  if (items <= 0) return;
+  const int64_t threads = std::min<int64_t>(std::max<int64_t>(1, pool.num_threads()), items);
+  if (threads == 1) {
+    for (int64_t i = 0; i < items; ++i) fn(i);
+    return;
+  }
   struct State {
-    std::atomic<int64_t> next{0};
+    explicit State(int64_t ranges) : next(new std::atomic<int64_t>[ranges]), end(ranges) {}
+    std::unique_ptr<std::atomic<int64_t>[]> next;  // per range: the next item to claim
+    std::vector<int64_t> end;
     std::atomic<int64_t> done{0};
   };
-  auto state = std::make_shared<State>();
-  auto drain = [state, items, f = &fn] {
-    for (int64_t i = state->next.fetch_add(1); i < items; i = state->next.fetch_add(1)) {
-      (*f)(i);
-      state->done.fetch_add(1, std::memory_order_release);
+  auto state = std::make_shared<State>(threads);
+  for (int64_t t = 0; t < threads; ++t) {
+    state->next[t].store(t * items / threads, std::memory_order_relaxed);
+    state->end[t] = (t + 1) * items / threads;
+  }
+  auto drain = [state, threads, f = &fn](int64_t self) {
+    for (int64_t k = 0; k < threads; ++k) {
+      const int64_t r = (self + k) % threads;
+      for (int64_t i = state->next[r].fetch_add(1); i < state->end[r]; i = state->next[r].fetch_add(1)) {
+        (*f)(i);
+        state->done.fetch_add(1, std::memory_order_release);
+      }
     }
   };
-  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
-  for (int64_t i = 0; i < std::min(threads, items) - 1; ++i) pool.Schedule([drain] { drain(); });
-  drain();
+  for (int64_t t = 1; t < threads; ++t) pool.Schedule([drain, t] { drain(t); });
+  drain(0);
   while (state->done.load(std::memory_order_acquire) < items) std::this_thread::yield();
 }
 
