@@ -20,6 +20,7 @@ import platform
 import resource
 import statistics
 import subprocess
+import tempfile
 import sys
 import time
 from importlib import metadata
@@ -28,6 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "_worker.py")
 RESULT_PREFIX = "RESULT "
+WINDOW_PREFIX = "WINDOW "  # --serve workers: one timed window
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -212,6 +214,107 @@ def run_interleaved(jobs: Sequence[Tuple[str, List[str]]], rounds: int, env: Dic
                 log(f"round {r} {key}: {run.wall_s:.0f} s, other load before {run.other_before:.2f} "
                     f"(waited {run.waited_s:.0f} s), during {run.other_during:.2f} cores; "
                     + brief(run.result))
+    return runs
+
+
+def _proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _read_prefixed(p: subprocess.Popen, prefix: str, deadline: float) -> Optional[Dict[str, Any]]:
+    """The next stdout line of `p` starting with `prefix`, parsed; None at EOF or past `deadline`."""
+    while time.perf_counter() < deadline:
+        line = p.stdout.readline()
+        if not line:
+            return None
+        if line.startswith(prefix):
+            return json.loads(line[len(prefix):])
+    return None
+
+
+def run_windows(jobs: Sequence[Tuple[str, List[str]]], windows: int, batches: Sequence[int], env: Dict[str, str],
+                policy: QuietPolicy, log: Callable[[str], None]) -> Dict[str, List[WorkerRun]]:
+    """Every implementation in one long-lived worker (`--serve`), timed in alternating windows.
+
+    The workers start one at a time, each alone on a quiet machine (their set-up, compile and
+    time to first step are measured as in `run_interleaved`), and stay up; then for each of
+    `windows` rounds and each batch size every worker times one window in turn (the order rotates
+    per round). A host whose speed drifts over tens of seconds then slows every implementation
+    alike, where a whole process per round could catch a slow phase alone. Returns key -> [one
+    WorkerRun] whose reps are the windows.
+    """
+    procs: Dict[str, subprocess.Popen] = {}
+    runs: Dict[str, List[WorkerRun]] = {}
+    stderr_files: Dict[str, Any] = {}
+    try:
+        for key, argv in jobs:
+            before, waited = wait_quiet(policy.max_busy, policy.max_wait)
+            cmd = [sys.executable, WORKER, *argv, "--serve"]
+            if policy.cpus and policy.cpus < (os.cpu_count() or policy.cpus):
+                cmd = ["taskset", "-c", f"0-{policy.cpus - 1}", *cmd]
+            stderr_files[key] = tempfile.TemporaryFile(mode="w+")
+            t0 = time.perf_counter()
+            p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr_files[key],
+                                 text=True, env=env, bufsize=1)
+            result = _read_prefixed(p, RESULT_PREFIX, t0 + policy.timeout_s)
+            wall = time.perf_counter() - t0
+            if result is None:
+                p.kill()
+                stderr_files[key].seek(0)
+                tail = "\n".join(stderr_files[key].read().strip().splitlines()[-15:])
+                runs[key] = [WorkerRun(None, f"no RESULT line: {tail}", before, 0.0, waited, wall)]
+                log(f"{key}: FAILED after {wall:.0f} s\n    " + runs[key][0].error.replace("\n", "\n    "))
+                continue
+            runs[key] = [WorkerRun(result, "", before, 0.0, waited, wall)]
+            if result.get("skipped"):
+                log(f"{key}: skipped ({result['skipped']})")
+                continue
+            procs[key] = p
+            log(f"{key}: up after {wall:.0f} s (set-up {result['setup_s']:.1f} s, time to first step "
+                f"{result.get('time_to_first_step_s', float('nan')):.1f} s)")
+        reps: Dict[str, Dict[int, List[float]]] = {k: {b: [] for b in batches} for k in procs}
+        keys = list(procs)
+        b0, t0 = _cpu_busy_seconds(), time.perf_counter()
+        c0 = sum(_proc_cpu_seconds(p.pid) for p in procs.values())
+        for w in range(windows):
+            order = keys[w % len(keys):] + keys[:w % len(keys)] if keys else []
+            line = []
+            for b in batches:
+                for key in order:
+                    p = procs[key]
+                    p.stdin.write(f"{b}\n")
+                    p.stdin.flush()
+                    got = _read_prefixed(p, WINDOW_PREFIX, time.perf_counter() + policy.timeout_s)
+                    if got is None:
+                        raise RuntimeError(f"{key} stopped answering in window {w} (batch {b})")
+                    reps[key][b].append(got["s_per_call"])
+                    line.append(f"{key} B{b} {got['s_per_call'] * 1e3:.1f}")
+            log(f"window {w}: " + ", ".join(line) + " ms")
+        wall = time.perf_counter() - t0
+        mine = sum(_proc_cpu_seconds(p.pid) for p in procs.values()) - c0
+        other = max(0.0, (_cpu_busy_seconds() - b0 - mine) / max(wall, 1e-6))
+        for key in keys:
+            run = runs[key][0]
+            for b in batches:
+                run.result["batches"][str(b)]["reps"] = reps[key][b]
+                run.result["batches"][str(b)]["iters"] = []
+            run.other_during = other
+    finally:
+        for p in procs.values():
+            try:
+                p.stdin.write("quit\n")
+                p.stdin.flush()
+                p.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired, ValueError):
+                p.kill()
+        for f in stderr_files.values():
+            f.close()
     return runs
 
 

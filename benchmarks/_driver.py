@@ -12,11 +12,11 @@ import json
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from _common import (
     QuietPolicy, Stats, WorkerRun, first_ok, fmt, fmt_ms, gpu_present, machine_summary, markdown_table,
-    max_other, pooled_reps, run_worker, thread_env,
+    max_other, pooled_reps, run_interleaved, run_windows, run_worker, thread_env,
 )
 
 LABELS = {
@@ -63,6 +63,9 @@ def add_common_args(p: argparse.ArgumentParser, batches: Sequence[int]) -> None:
     p.add_argument("--ours-variants", default="",
                    help="extra dw_impl values of ours to time too, e.g. 'xla' (XLA's grouped conv)")
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (a fresh process per impl and round)")
+    p.add_argument("--windows", type=int, default=0,
+                   help="instead of rounds: one long-lived process per impl, timed in this many alternating "
+                        "windows of --target s per batch (robust to a host whose speed drifts)")
     p.add_argument("--reps", type=int, default=3, help="timed repetitions per batch in each process")
     p.add_argument("--target", type=float, default=1.0, help="seconds per repetition (at least one call)")
     p.add_argument("--warmup", type=int, default=2, help="calls before timing; the first compiles")
@@ -109,6 +112,8 @@ def resolve(args: argparse.Namespace, default_impls: Dict[str, List[str]], allow
     bad = [i for i in impls if i not in allowed and (not i.startswith("ours_") or i in ("ours_real", "ours_plain"))]
     if bad:
         raise SystemExit(f"--impls: unknown implementation(s) {bad}; choose from {list(allowed)} or ours_<dw_impl>")
+    if args.windows < 0:
+        raise SystemExit(f"--windows must be >= 0, got {args.windows}")
     for flag in ("rounds", "reps", "warmup", "threads"):
         if getattr(args, flag) < 1:
             raise SystemExit(f"--{flag} must be >= 1, got {getattr(args, flag)}")
@@ -132,6 +137,18 @@ def worker_argv(s: Setup, mode: str, impl: str, model: str, resolution: int, ext
             "--warmup", str(a.warmup), "--threads", str(a.threads), "--device", s.device,
             "--precision", s.precision, *extra]
     return argv + (["--compile-only"] if a.compile_only else [])
+
+
+def run_jobs(s: Setup, model: str, jobs: Sequence[Tuple[str, List[str]]]) -> Dict[str, List[WorkerRun]]:
+    """The workers of one model: interleaved rounds of fresh processes, or with --windows
+    long-lived processes timed in alternating windows (`_common.run_windows`)."""
+    a = s.args
+    if a.windows and not a.compile_only:
+        log(f"{model}: {len(jobs)} implementations, {a.windows} alternating windows of {a.target:g} s per batch")
+        return run_windows(jobs, a.windows, a.batches, s.env, s.policy, log)
+    rounds = 1 if a.compile_only else a.rounds
+    log(f"{model}: {len(jobs)} implementations x {rounds} round(s)")
+    return run_interleaved(jobs, rounds, s.env, s.policy, log)
 
 
 def header(s: Setup, title: str) -> None:

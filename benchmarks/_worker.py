@@ -4,6 +4,11 @@
     python benchmarks/_worker.py --mode train --impl timm_cl --batches 32
     python benchmarks/_worker.py --mode info --models efficientnet_b0,efficientnet_b3
     python benchmarks/_worker.py --mode peak --peak-sizes 2048 4096
+    python benchmarks/_worker.py --mode infer --impl ort --batches 1 --serve   # then "1" lines on stdin
+
+With --serve the worker prints its RESULT (set-up, compile, first calls; no timing) and then
+times one window of --target seconds per batch size read from stdin, answering each with a
+WINDOW line, until "quit" (the driver's --windows mode alternates the implementations' windows).
 
 Implementations (--impl):
   ours, ours_<dw_impl>   our model (`dw_impl` auto, or e.g. ours_xla for XLA's grouped conv)
@@ -20,14 +25,16 @@ steal cores, and TensorFlow imported before torchvision segfaults here.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
+from typing import Callable, Dict, Optional
 
 _T_START = time.perf_counter()
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import emit, matmul_peak, peak_rss_mb, time_reps  # noqa: E402
+from _common import WINDOW_PREFIX, emit, matmul_peak, peak_rss_mb, time_reps  # noqa: E402
 from _names import keras_name, timm_name  # noqa: E402
 
 TORCH_IMPLS = ("timm", "timm_cl", "timm_compile", "timm_compile_cl", "ort")
@@ -48,6 +55,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--compile-only", action="store_true", help="set up, compile and run one step; no timing")
+    p.add_argument("--serve", action="store_true", help="after the RESULT, time windows on request (stdin)")
     p.add_argument("--optimizer", choices=["momentum", "rmsprop"], default="momentum")
     p.add_argument("--augment", default="autoaugment", help="ours_real / input: the pipeline's augmentation")
     p.add_argument("--peak-sizes", type=int, nargs="+", default=[2048, 4096])
@@ -110,7 +118,9 @@ def build(a: argparse.Namespace, mod, resolution: int):
     raise SystemExit(f"unknown --impl {impl!r}; see --help")
 
 
-def run_timed(a: argparse.Namespace) -> dict:
+def run_timed(a: argparse.Namespace, fns: Optional[Dict[int, Callable[[], object]]] = None) -> dict:
+    """Set up, compile and time every batch size; with `fns` given, keep each warmed-up callable
+    there and leave the timing to `serve_windows`."""
     if a.device == "cpu":
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
     if a.impl == "keras" and keras_name(a.model) is None:
@@ -153,7 +163,10 @@ def run_timed(a: argparse.Namespace) -> dict:
         if not a.compile_only:
             for _ in range(a.warmup - 1):  # the first call (above) compiled
                 fn()
-            rec["iters"], rec["reps"] = time_reps(fn, a.reps, a.target)
+            if fns is not None:
+                fns[b] = fn
+            else:
+                rec["iters"], rec["reps"] = time_reps(fn, a.reps, a.target)
         out["batches"][str(b)] = rec
         print(f"{a.impl} B{b}: prepare {prepare:.1f} s, first call {first:.2f} s"
               + (f", reps {[round(r * 1e3, 1) for r in rec['reps']]} ms" if "reps" in rec else ""),
@@ -188,9 +201,26 @@ def main(argv=None) -> int:
         emit(run_info(a))
     elif a.mode == "peak":
         emit(run_peak(a))
+    elif a.serve and not a.compile_only:
+        fns: Dict[int, Callable[[], object]] = {}
+        result = run_timed(a, fns)
+        emit(result)
+        if not result.get("skipped"):
+            serve_windows(fns, a.target)
     else:
         emit(run_timed(a))
     return 0
+
+
+def serve_windows(fns: Dict[int, Callable[[], object]], target_s: float) -> None:
+    """Answer each batch size read from stdin with one timed window (WINDOW JSON line), until 'quit'."""
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "quit":
+            return
+        b = int(cmd)
+        iters, reps = time_reps(fns[b], 1, target_s)
+        print(WINDOW_PREFIX + json.dumps({"batch": b, "s_per_call": reps[0], "iters": iters[0]}), flush=True)
 
 
 if __name__ == "__main__":

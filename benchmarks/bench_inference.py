@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _driver as D  # noqa: E402
-from _common import WorkerRun, first_ok, fmt, markdown_table, run_interleaved  # noqa: E402
+from _common import WorkerRun, first_ok, fmt, markdown_table  # noqa: E402
 
 DEFAULT_IMPLS = {
     "cpu": ["ours", "timm_cl", "timm", "keras", "ort"],
@@ -103,9 +103,7 @@ def main(argv=None) -> int:
     results: Dict[str, Dict[str, List[WorkerRun]]] = {}
     for m in s.models:
         jobs = [(impl, D.worker_argv(s, "infer", impl, m, res[m])) for impl in s.impls]
-        D.log(f"{m} @{res[m]}: {len(jobs)} implementations x {1 if args.compile_only else args.rounds} round(s)")
-        rounds = 1 if args.compile_only else args.rounds
-        results[m] = runs = run_interleaved(jobs, rounds, s.env, s.policy, D.log)
+        results[m] = runs = D.run_jobs(s, f"{m} @{res[m]}", jobs)
         flop = 2.0 * info[m]["macs"]
         print(f"## {m} @{res[m]}: {info[m]['macs'] / 1e9:.3f} GMAC = {flop / 1e9:.3f} GFLOP per image forward; "
               + D.peak_line(peak, s.precision))

@@ -23,7 +23,7 @@ from typing import Dict, List, Optional
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _driver as D  # noqa: E402
-from _common import WorkerRun, first_ok, run_interleaved  # noqa: E402
+from _common import WorkerRun, first_ok  # noqa: E402
 
 DEFAULT_IMPLS = {
     "cpu": ["ours", "ours_real", "input", "timm_cl", "timm"],
@@ -95,9 +95,7 @@ def main(argv=None) -> int:
     results: Dict[str, Dict[str, List[WorkerRun]]] = {}
     for m in s.models:
         jobs = [(impl, D.worker_argv(s, "train", impl, m, res[m], extra)) for impl in s.impls]
-        rounds = 1 if args.compile_only else args.rounds
-        D.log(f"{m} @{res[m]}: {len(jobs)} implementations x {rounds} round(s)")
-        results[m] = runs = run_interleaved(jobs, rounds, s.env, s.policy, D.log)
+        results[m] = runs = D.run_jobs(s, f"{m} @{res[m]}", jobs)
         flop = 3 * 2.0 * info[m]["macs"]
         print(f"## {m} @{res[m]} training step: ~{flop / 1e9:.3f} GFLOP per image (3 x forward); "
               + D.peak_line(peak, s.precision))

@@ -62,3 +62,24 @@ def test_tiny_train_run_times_the_input_pipeline(tmp_path):
     assert "input pipeline alone" in p.stdout
     (r,) = json.loads(out.read_text())["results"]["efficientnet_b0"]["input"]
     assert r["error"] == "" and r["result"]["batches"]["2"]["reps"][0] > 0
+
+
+def test_windows_mode_alternates_long_lived_workers(tmp_path):
+    """--windows: one process per impl, every (window, batch) timed for each impl, the order rotating."""
+    out = tmp_path / "windows.json"
+    at = TINY.index("--rounds")
+    tiny = TINY[:at] + TINY[at + 2:]
+    p = run("bench_inference.py", "--impls", "ours,ort", "--batches", "1", "2", *tiny, "--windows", "2",
+            "--json", str(out))
+    assert p.returncode == 0, p.stdout + p.stderr
+    windows = [ln for ln in p.stderr.splitlines() if "] window " in ln]
+    assert len(windows) == 2, p.stderr
+    assert windows[0].split("window 0: ")[1].startswith("ours B1") and windows[1].split("window 1: ")[1].startswith("ort B1")
+    res = json.loads(out.read_text())["results"]["efficientnet_b0"]
+    for impl in ("ours", "ort"):
+        (r,) = res[impl]
+        assert r["error"] == "", r["error"]
+        for b in ("1", "2"):
+            reps = r["result"]["batches"][b]["reps"]
+            assert len(reps) == 2 and all(t > 0 for t in reps)
+        assert r["result"]["time_to_first_step_s"] > 0
