@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import os
+import statistics
 import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -203,6 +204,23 @@ def speeds(runs: Dict[str, List[WorkerRun]], batch: int) -> Dict[str, Stats]:
         if st:
             out[impl] = st
     return out
+
+
+def paired_speedups(runs: Dict[str, List[WorkerRun]], batches: Sequence[int]) -> Optional[str]:
+    """--windows only: per batch and peer, the median [min-max] of the per-window ratios peer time /
+    ours time (both timed within seconds of each other), a speed-up that the host's drift
+    cancels out of."""
+    lines = []
+    for b in batches:
+        ours = pooled_reps(runs.get("ours", []), b)
+        for impl in runs:
+            theirs = pooled_reps(runs[impl], b)
+            if impl in ("ours", "input") or not ours or len(theirs) != len(ours):
+                continue
+            ratios = sorted(t / o for t, o in zip(theirs, ours))
+            lines.append(f"- B{b}: ours over {label(impl)} {statistics.median(ratios):.2f}x "
+                         f"[{ratios[0]:.2f}-{ratios[-1]:.2f}] over {len(ratios)} windows")
+    return "Per-window speed-up of ours (peer / ours in the same window):\n" + "\n".join(lines) if lines else None
 
 
 def speed_table(runs: Dict[str, List[WorkerRun]], batches: Sequence[int], flop_per_img: Optional[float],

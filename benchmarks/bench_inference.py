@@ -110,6 +110,10 @@ def main(argv=None) -> int:
         print()
         if not args.compile_only:
             print(D.speed_table(runs, args.batches, flop, peak, unit="ms"))
+            paired = D.paired_speedups(runs, args.batches) if args.windows else None
+            if paired:
+                print()
+                print(paired)
             print()
         print(D.STARTUP_TITLE)
         print(D.startup_table(runs, args.batches))

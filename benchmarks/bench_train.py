@@ -102,6 +102,10 @@ def main(argv=None) -> int:
         print()
         if not args.compile_only:
             print(D.speed_table(runs, args.batches, flop, peak, unit="s"))
+            paired = D.paired_speedups(runs, args.batches) if args.windows else None
+            if paired:
+                print()
+                print(paired)
             print()
             summary = pipeline_summary(runs, args.batches)
             if summary:

@@ -75,6 +75,7 @@ def test_windows_mode_alternates_long_lived_workers(tmp_path):
     windows = [ln for ln in p.stderr.splitlines() if "] window " in ln]
     assert len(windows) == 2, p.stderr
     assert windows[0].split("window 0: ")[1].startswith("ours B1") and windows[1].split("window 1: ")[1].startswith("ort B1")
+    assert "- B2: ours over ONNX Runtime (timm export) " in p.stdout and "over 2 windows" in p.stdout
     res = json.loads(out.read_text())["results"]["efficientnet_b0"]
     for impl in ("ours", "ort"):
         (r,) = res[impl]
