@@ -89,17 +89,16 @@ class Train:
     """
 
     def __init__(self, name: str, resolution: int, dw_impl: str, precision: str, optimizer: str):
-        from efficientnet_jax.training import parallel, state as state_lib, steps
+        from efficientnet_jax.training import experiment, parallel, steps
 
         self.model = _model(name, dw_impl, precision)
         self.resolution = resolution
         self.num_classes = self.model.spec.num_classes
         self.mesh = parallel.make_mesh()
         tx, schedule, desc = _optimizer(optimizer)
-        variables = _init(self.model)
-        variables = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
-        st = state_lib.create_train_state(variables, tx, jax.random.PRNGKey(1), use_ema=False)
-        self.state = jax.block_until_ready(jax.device_put(st, parallel.replicated(self.mesh)))
+        # As train.py initialises: one FAST_COMPILE program for the variables and optimizer state.
+        st = experiment.new_train_state(self.model, tx, self.mesh, seed=0, use_ema=False)
+        self.state = jax.block_until_ready(st)
         self.step = steps.jit_train_step(self.mesh, self.model, tx, schedule, label_smoothing=0.0, ema_decay=0.0)
         self._global_batch = parallel.global_batch
         self.notes = [f"dw_impl={dw_impl}", f"optimizer: {desc}", "train step: efficientnet_jax.training.steps"]
