@@ -68,6 +68,36 @@ def make_schedule(
     return schedule
 
 
+def global_norm(tree: Any) -> jax.Array:
+    """The L2 norm of all leaves of `tree` together (float32), as one reduction.
+
+    Same value as `optax.tree.norm`, but over the concatenated leaves: XLA CPU compiles every
+    per-leaf square-and-sum of optax's form as its own fusion (~330 for B0's 213 leaves), which
+    cost 2.5-4 s of the B0 train step's 11-15 s compile on 2 CPU cores; the concatenation is one
+    extra pass over the gradient (21 MB for B0).
+    """
+    leaves = [jnp.ravel(x).astype(jnp.float32) for x in jax.tree.leaves(tree)]
+    if not leaves:
+        return jnp.zeros((), jnp.float32)
+    return jnp.sqrt(jnp.sum(jnp.square(jnp.concatenate(leaves))))
+
+
+def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
+    """`optax.clip_by_global_norm` with the norm taken by `global_norm` (one fusion, not one per leaf)."""
+
+    def update(updates, state, params=None):
+        del params
+        norm = global_norm(updates)
+        keep = norm < max_norm
+
+        def clip(t):
+            return jnp.where(keep, t, (t / norm.astype(t.dtype)) * max_norm)
+
+        return jax.tree.map(clip, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def weight_decay_mask(params: Any) -> Any:
     """True for conv and dense kernels, False for BN scale/bias and every bias.
 
@@ -99,7 +129,7 @@ def make_optimizer(config: Any, schedule: Schedule) -> optax.GradientTransformat
     if config.weight_decay and name != "adamw":
         parts.append(optax.add_decayed_weights(config.weight_decay, mask=weight_decay_mask))
     if config.grad_clip_norm:
-        parts.append(optax.clip_by_global_norm(config.grad_clip_norm))
+        parts.append(clip_by_global_norm(config.grad_clip_norm))
     if name == "rmsprop":
         # optax chains scale_by_rms -> scale_by_learning_rate -> trace(momentum): the lr sits
         # inside the momentum buffer as in TF1's RMSPropOptimizer; eps inside the sqrt and the

@@ -12,7 +12,7 @@ import pytest
 from efficientnet_jax.models.layers import DropPath
 from efficientnet_jax.training import losses
 from efficientnet_jax.training.ema import ema_decay, ema_update
-from efficientnet_jax.training.optim import make_optimizer, make_schedule, peak_learning_rate, weight_decay_mask
+from efficientnet_jax.training.optim import clip_by_global_norm, global_norm, make_optimizer, make_schedule, peak_learning_rate, weight_decay_mask
 
 
 def _opt_config(**kw):
@@ -102,6 +102,25 @@ def test_gradient_clipping_bounds_the_update():
     params = {"kernel": jnp.zeros(2)}
     updates, _ = tx.update({"kernel": jnp.array([30.0, 40.0])}, tx.init(params), params)
     np.testing.assert_allclose(updates["kernel"], [-0.6, -0.8], rtol=1e-6)
+
+
+def test_global_norm_and_clipping_match_optax_on_a_mixed_tree():
+    rng = np.random.default_rng(0)
+    tree = {"a": {"kernel": jnp.asarray(rng.normal(size=(3, 3, 1, 8)), jnp.float32)},
+            "b": jnp.asarray(rng.normal(size=(5,)), jnp.bfloat16), "c": jnp.float32(2.0)}
+    exact = math.sqrt(sum(float(np.sum(np.asarray(x, np.float64) ** 2)) for x in jax.tree.leaves(tree)))
+    np.testing.assert_allclose(global_norm(tree), exact, rtol=1e-6)  # bf16 leaves squared in float32
+    np.testing.assert_allclose(global_norm(tree), optax.tree.norm(tree), rtol=2e-4)  # optax: in bf16
+    assert global_norm({}).shape == () and float(global_norm({})) == 0.0
+    tree32 = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), tree)  # optax's norm is exact here
+    norm = float(optax.tree.norm(tree32))
+    for max_norm in (norm / 3, norm * 2):  # clipped, then left alone
+        ours, _ = clip_by_global_norm(max_norm).update(tree32, optax.EmptyState())
+        ref, _ = optax.clip_by_global_norm(max_norm).update(tree32, optax.EmptyState())
+        for o, r in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
+            np.testing.assert_allclose(o, r, rtol=1e-5)
+        scale = min(1.0, max_norm / norm)
+        np.testing.assert_allclose(global_norm(ours), norm * scale, rtol=1e-5)
 
 
 # --- Weight decay mask ----------------------------------------------------------------------------
