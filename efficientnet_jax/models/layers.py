@@ -18,6 +18,7 @@ from jax import lax
 
 # Depthwise lowerings live in depthwise.py; re-exported here for existing callers.
 from efficientnet_jax.models.depthwise import DW_IMPLS, depthwise_conv, resolve_dw_impl, use_fused_kernel  # noqa: F401
+from efficientnet_jax.models import batched_init
 from efficientnet_jax.models.batchnorm import BatchNorm
 from efficientnet_jax.models.pointwise import (
     gated_pointwise_conv, im2col_conv, pointwise_conv, use_gated_dot, use_im2col,
@@ -78,15 +79,14 @@ def conv_kernel_init(depthwise: bool = False):
     def init(key, shape, dtype=jnp.float32):
         kh, kw, _, out = shape
         fan_out = kh * kw * (1 if depthwise else out)
-        return jax.random.normal(key, shape, dtype) * math.sqrt(2.0 / fan_out)
+        return batched_init.normal(key, shape, dtype, math.sqrt(2.0 / fan_out))
 
     return init
 
 
 def dense_kernel_init(key, shape, dtype=jnp.float32):
     """Official classifier init: uniform(-1/sqrt(out), 1/sqrt(out))."""
-    limit = 1.0 / math.sqrt(shape[1])
-    return jax.random.uniform(key, shape, dtype, -limit, limit)
+    return batched_init.uniform(key, shape, dtype, 1.0 / math.sqrt(shape[1]))
 
 
 @dataclasses.dataclass(frozen=True)
