@@ -16,9 +16,10 @@ import jax.numpy as jnp
 from flax import linen as nn
 from jax import lax
 
+from efficientnet_jax.models import batched_init
+
 # Depthwise lowerings live in depthwise.py; re-exported here for existing callers.
 from efficientnet_jax.models.depthwise import DW_IMPLS, depthwise_conv, resolve_dw_impl, use_fused_kernel  # noqa: F401
-from efficientnet_jax.models import batched_init
 from efficientnet_jax.models.batchnorm import BatchNorm
 from efficientnet_jax.models.pointwise import (
     gated_pointwise_conv, im2col_conv, pointwise_conv, use_gated_dot, use_im2col,

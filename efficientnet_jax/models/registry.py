@@ -104,7 +104,8 @@ def init_variables(model: EfficientNet, rng: jax.Array, image_size: int = 32) ->
     from efficientnet_jax.models.batched_init import batched_random_init
 
     x = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
-    model = model.clone(remat=False)  # same variables; nn.remat's lifted trace defeats the batching
+    if getattr(model, "remat", False):  # same variables; nn.remat's lifted trace defeats the batching
+        model = model.clone(remat=False)
     init = jax.jit(lambda key: batched_random_init(lambda: model.init(key, x, train=False), key))
     compiled = init.lower(rng).compile(compiler_options={"xla_backend_optimization_level": 0})
     variables = compiled(rng)
