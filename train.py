@@ -12,9 +12,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from efficientnet_jax.host_memory import configure_host_malloc  # noqa: E402  (imports no JAX)
 
-# Before anything starts a thread: reuse host buffers across steps (efficientnet_jax/host_memory.py).
+# Before anything starts a thread: reuse host buffers across steps (efficientnet_jax/host_memory.py;
+# cache_large relaunches this process with its allocator preloaded, keep_freed where it cannot).
 if __name__ == "__main__":
-    configure_host_malloc("keep_freed")
+    configure_host_malloc("cache_large")
 
 from absl import app, flags, logging
 from ml_collections import config_flags

@@ -126,12 +126,12 @@ def run_timed(a: argparse.Namespace, fns: Optional[Dict[int, Callable[[], object
     if a.impl == "keras" and keras_name(a.model) is None:
         return {"impl": a.impl, "model": a.model, "skipped": f"keras.applications has no {a.model}"}
     # Each implementation as its users run it: ours with the allocator eval.py (inference: huge
-    # pages, which relaunches this worker) or train.py (keep_freed) sets, everything else with
-    # glibc's defaults; `--env EFFICIENTNET_JAX_HOST_MALLOC=huge_pages` (keep_freed, system) gives
+    # pages, which relaunches this worker) or train.py (cache_large, which does too) sets, everything
+    # else with glibc's defaults; `--env EFFICIENTNET_JAX_HOST_MALLOC=huge_pages` (cache_large, keep_freed, system) gives
     # every implementation the same. Set before any import starts a thread.
     from efficientnet_jax.host_memory import configure_host_malloc  # imports no JAX
 
-    ours_default = "huge_pages" if a.mode == "infer" else "keep_freed"
+    ours_default = "huge_pages" if a.mode == "infer" else "cache_large"
     host_malloc = configure_host_malloc(ours_default if is_ours(a.impl) else "system")
     t0 = time.perf_counter()
     mod = import_impl(a.impl, a.mode)

@@ -29,13 +29,14 @@ for _ in range(8):
         f(x).block_until_ready()
     windows.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / 5)
 print(json.dumps({"mode": mode, "faults_per_call": min(windows), "pid": os.getpid(),
-                  "tunables": os.environ.get("GLIBC_TUNABLES", "")}))
+                  "tunables": os.environ.get("GLIBC_TUNABLES", ""), "preload": os.environ.get("LD_PRELOAD", ""),
+                  "active": host_memory.large_blocks_active()}))
 """
 
 
 def _probe(mode):
     env = dict(os.environ)
-    for var in ("EFFICIENTNET_JAX_HOST_MALLOC", "EFFICIENTNET_JAX_MALLOC_RELAUNCHED", "GLIBC_TUNABLES"):
+    for var in ("EFFICIENTNET_JAX_HOST_MALLOC", "EFFICIENTNET_JAX_MALLOC_RELAUNCHED", "GLIBC_TUNABLES", "LD_PRELOAD"):
         env.pop(var, None)
     proc = subprocess.Popen([sys.executable, "-c", PROBE, mode], env=env, stdout=subprocess.PIPE, text=True)
     out, _ = proc.communicate(timeout=300)
@@ -59,6 +60,113 @@ def test_keep_freed_and_huge_pages_remove_per_call_page_faults():
     assert huge["mode"] == ("huge_pages" if can_relaunch else "keep_freed"), huge
     assert (host_memory.HUGE_PAGES_TUNABLE in huge["tunables"]) == can_relaunch, huge
     assert huge["faults_per_call"] < off["faults_per_call"] / 5, (off, huge)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
+def test_cache_large_relaunches_with_the_allocator_and_removes_per_call_faults():
+    from efficientnet_jax import host_memory
+
+    off, cached = _probe("system"), _probe("cache_large")
+    if host_memory.large_blocks_library() is None:  # no C compiler or not glibc: the documented fallback
+        assert cached["mode"] == "keep_freed", cached
+    else:
+        assert cached["mode"] == "cache_large" and cached["active"], cached
+        assert "large_blocks-" not in cached["preload"], cached  # children start without it
+    assert off["faults_per_call"] > 8000, off
+    assert cached["faults_per_call"] < off["faults_per_call"] / 5, (off, cached)
+
+
+ALLOCATOR_PROBE = r"""
+import ctypes, json, os
+libc = ctypes.CDLL(None)
+for name, res, args in (("malloc", ctypes.c_void_p, [ctypes.c_size_t]), ("calloc", ctypes.c_void_p, [ctypes.c_size_t, ctypes.c_size_t]),
+                        ("realloc", ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t]), ("free", None, [ctypes.c_void_p]),
+                        ("malloc_usable_size", ctypes.c_size_t, [ctypes.c_void_p]),
+                        ("posix_memalign", ctypes.c_int, [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_size_t])):
+    getattr(libc, name).restype, getattr(libc, name).argtypes = res, args
+mapped = lambda: ctypes.c_size_t.in_dll(libc, "efficientnet_jax_large_blocks_mapped").value
+reused = lambda: ctypes.c_size_t.in_dll(libc, "efficientnet_jax_large_blocks_reused").value
+MB = 1 << 20
+out = {}
+a = libc.malloc(100 * MB); ctypes.memset(a, 7, 100 * MB); libc.free(a)
+b = libc.malloc(99 * MB)  # about the same size: the same block, its pages kept
+out["same_block"] = a == b and ctypes.string_at(b, 4) == b"" * 4
+out["usable"] = libc.malloc_usable_size(b)
+c = libc.realloc(b, 300 * MB)  # grows into a new block, contents kept
+out["realloc_keeps"] = ctypes.string_at(c, 4) == b"" * 4
+libc.free(c)
+z = libc.calloc(100, MB)  # calloc is glibc's: zeroed even though a cached block is free
+out["calloc_zero"] = ctypes.string_at(z, 64) == bytes(64)
+libc.free(z)
+p = ctypes.c_void_p()
+out["memalign_rc"] = libc.posix_memalign(ctypes.byref(p), 4096, 200 * MB)
+out["memalign_aligned"] = p.value % 4096 == 0
+libc.free(p)
+small = libc.malloc(1000)
+out["small_usable"] = libc.malloc_usable_size(small)
+libc.free(small)
+out["mapped"], out["reused"] = mapped(), reused()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
+def test_large_block_allocator_reuses_blocks_and_keeps_malloc_semantics():
+    from efficientnet_jax import host_memory
+
+    library = host_memory.large_blocks_library()
+    if library is None:
+        pytest.skip("no C compiler here to build the allocator")
+
+    def run(**extra):
+        env = {k: v for k, v in os.environ.items() if k != "EFFICIENTNET_JAX_LARGE_BLOCK_CACHE_MB"}
+        env.update(LD_PRELOAD=library, **extra)
+        out = subprocess.run([sys.executable, "-c", ALLOCATOR_PROBE], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    r = run()
+    assert r["same_block"] and r["realloc_keeps"] and r["calloc_zero"], r
+    assert r["usable"] >= 99 << 20 and r["memalign_rc"] == 0 and r["memalign_aligned"], r
+    assert 0 < r["small_usable"] < 4096, r  # small blocks stay glibc's
+    # malloc 100 MB, then 99 MB (reused), realloc to 300 MB (new), posix_memalign 200 MB (the freed
+    # 300 MB block: at most twice the request).
+    assert (r["mapped"], r["reused"]) == (2, 2), r
+    none_kept = run(EFFICIENTNET_JAX_LARGE_BLOCK_CACHE_MB="0")  # a cache of 0 bytes maps afresh each time
+    assert none_kept["reused"] == 0 and none_kept["mapped"] == 4, none_kept
+
+
+WAIT_PROBE = r"""
+import ctypes, json, threading
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.restype, libc.free.argtypes = None, [ctypes.c_void_p]
+count = lambda name: ctypes.c_size_t.in_dll(libc, "efficientnet_jax_large_blocks_" + name).value
+MB = 1 << 20
+hold = libc.malloc(100 * MB)
+threading.Timer(0.05, libc.free, [hold]).start()  # freed while the next request waits for it
+again = libc.malloc(100 * MB)
+out = {"waited_for_it": again == hold, "mapped": count("mapped"), "timed_out": count("waits_timed_out")}
+held = [libc.malloc(100 * MB) for _ in range(6)]  # all kept: the first 4 wait in vain, then no more waits
+out["held_mapped"], out["held_timed_out"] = count("mapped"), count("waits_timed_out")
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
+def test_large_block_allocator_waits_for_a_block_being_freed_but_not_forever():
+    from efficientnet_jax import host_memory
+
+    library = host_memory.large_blocks_library()
+    if library is None:
+        pytest.skip("no C compiler here to build the allocator")
+    env = {k: v for k, v in os.environ.items() if k != "EFFICIENTNET_JAX_LARGE_BLOCK_CACHE_MB"}
+    out = subprocess.run([sys.executable, "-c", WAIT_PROBE], env={**env, "LD_PRELOAD": library},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["waited_for_it"] and (r["mapped"], r["timed_out"]) == (1, 0), r
+    assert (r["held_mapped"], r["held_timed_out"]) == (7, 4), r
 
 
 def test_env_var_overrides_the_default_and_rejects_unknown_modes(monkeypatch):
