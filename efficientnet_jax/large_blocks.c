@@ -57,6 +57,11 @@ size_t efficientnet_jax_large_blocks_mapped;  /* mmap calls */
 size_t efficientnet_jax_large_blocks_reused;  /* requests served from the cache */
 size_t efficientnet_jax_large_blocks_waits_timed_out;  /* waits for a block in use that ended in a new block */
 
+/* fork() while another thread holds the lock would leave the child's copy locked forever. */
+static void before_fork(void) { pthread_mutex_lock(&lock); }
+static void after_fork(void) { pthread_mutex_unlock(&lock); }
+__attribute__((constructor)) static void init(void) { pthread_atfork(before_fork, after_fork, after_fork); }
+
 static size_t limit_bytes(void) {
   const char *env = getenv("EFFICIENTNET_JAX_LARGE_BLOCK_CACHE_MB");
   if (env && *env) return (size_t)strtoull(env, NULL, 10) << 20;
