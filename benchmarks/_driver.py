@@ -15,10 +15,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from _common import (
-    QuietPolicy, Stats, WorkerRun, first_ok, fmt, fmt_ms, gpu_present, machine_summary, markdown_table,
-    max_other, pooled_reps, run_interleaved, run_windows, run_worker, thread_env,
-)
+from _common import Stats, first_ok, fmt, fmt_ms, gpu_present, machine_summary, markdown_table, max_other, pooled_reps
+from _launch import QuietPolicy, WorkerRun, run_interleaved, run_windows, run_worker, thread_env
 
 LABELS = {
     "ours": "ours",
@@ -142,7 +140,7 @@ def worker_argv(s: Setup, mode: str, impl: str, model: str, resolution: int, ext
 
 def run_jobs(s: Setup, model: str, jobs: Sequence[Tuple[str, List[str]]]) -> Dict[str, List[WorkerRun]]:
     """The workers of one model: interleaved rounds of fresh processes, or with --windows
-    long-lived processes timed in alternating windows (`_common.run_windows`)."""
+    long-lived processes timed in alternating windows (`_launch.run_windows`)."""
     a = s.args
     if a.windows and not a.compile_only:
         log(f"{model}: {len(jobs)} implementations, {a.windows} alternating windows of {a.target:g} s per batch")

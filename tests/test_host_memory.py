@@ -110,29 +110,30 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
-def test_large_block_allocator_reuses_blocks_and_keeps_malloc_semantics():
+def _run_preloaded(probe: str, **extra_env) -> dict:
+    """Run `probe` in a Python with the large-block allocator preloaded; its last stdout line as JSON."""
     from efficientnet_jax import host_memory
 
     library = host_memory.large_blocks_library()
     if library is None:
         pytest.skip("no C compiler here to build the allocator")
+    env = {k: v for k, v in os.environ.items() if k != "EFFICIENTNET_JAX_LARGE_BLOCK_CACHE_MB"}
+    env.update(LD_PRELOAD=library, **extra_env)
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
-    def run(**extra):
-        env = {k: v for k, v in os.environ.items() if k != "EFFICIENTNET_JAX_LARGE_BLOCK_CACHE_MB"}
-        env.update(LD_PRELOAD=library, **extra)
-        out = subprocess.run([sys.executable, "-c", ALLOCATOR_PROBE], env=env, capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr
-        return json.loads(out.stdout.strip().splitlines()[-1])
 
-    r = run()
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
+def test_large_block_allocator_reuses_blocks_and_keeps_malloc_semantics():
+    r = _run_preloaded(ALLOCATOR_PROBE)
     assert r["same_block"] and r["realloc_keeps"] and r["calloc_zero"], r
     assert r["usable"] >= 99 << 20 and r["memalign_rc"] == 0 and r["memalign_aligned"], r
     assert 0 < r["small_usable"] < 4096, r  # small blocks stay glibc's
     # malloc 100 MB, then 99 MB (reused), realloc to 300 MB (new), posix_memalign 200 MB (the freed
     # 300 MB block: at most twice the request).
     assert (r["mapped"], r["reused"]) == (2, 2), r
-    none_kept = run(EFFICIENTNET_JAX_LARGE_BLOCK_CACHE_MB="0")  # a cache of 0 bytes maps afresh each time
+    none_kept = _run_preloaded(ALLOCATOR_PROBE, EFFICIENTNET_JAX_LARGE_BLOCK_CACHE_MB="0")  # a cache of 0 bytes maps afresh each time
     assert none_kept["reused"] == 0 and none_kept["mapped"] == 4, none_kept
 
 
@@ -155,16 +156,7 @@ print(json.dumps(out))
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
 def test_large_block_allocator_waits_for_a_block_being_freed_but_not_forever():
-    from efficientnet_jax import host_memory
-
-    library = host_memory.large_blocks_library()
-    if library is None:
-        pytest.skip("no C compiler here to build the allocator")
-    env = {k: v for k, v in os.environ.items() if k != "EFFICIENTNET_JAX_LARGE_BLOCK_CACHE_MB"}
-    out = subprocess.run([sys.executable, "-c", WAIT_PROBE], env={**env, "LD_PRELOAD": library},
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r = _run_preloaded(WAIT_PROBE)
     assert r["waited_for_it"] and (r["mapped"], r["timed_out"]) == (1, 0), r
     assert (r["held_mapped"], r["held_timed_out"]) == (7, 4), r
 
