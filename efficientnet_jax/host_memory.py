@@ -57,6 +57,8 @@ from typing import Dict, Optional, Tuple
 
 from absl import logging
 
+from efficientnet_jax.cache_dirs import kernel_cache_dir
+
 ENV_VAR = "EFFICIENTNET_JAX_HOST_MALLOC"  # one of MODES, or unset (the caller's default)
 MODES = ("system", "keep_freed", "huge_pages", "cache_large")
 LARGE_BLOCKS_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "large_blocks.c")
@@ -128,8 +130,7 @@ def large_blocks_library() -> Optional[str]:
     with open(LARGE_BLOCKS_SOURCE, "rb") as f:
         source = f.read()
     key = hashlib.sha256(source + b"\0" + compiler.encode()).hexdigest()[:16]
-    base = os.environ.get("EFFICIENTNET_JAX_KERNEL_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "efficientnet_jax", "kernels")
+    base = str(kernel_cache_dir())
     target = os.path.join(base, f"large_blocks-{key}.so")
     if os.path.exists(target):
         return target

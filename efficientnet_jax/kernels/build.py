@@ -27,6 +27,8 @@ from typing import List, Optional
 import jax
 import jaxlib
 
+from efficientnet_jax.cache_dirs import kernel_cache_dir
+
 HERE = Path(__file__).parent
 SOURCES = [HERE / "fused_depthwise.cc", HERE / "fused_pointwise.cc", HERE / "fused_stem.cc", HERE / "depthwise_grad.cc",
            HERE / "gemm_tn.cc"]
@@ -63,10 +65,7 @@ def enabled() -> bool:
 
 
 def cache_dir() -> Path:
-    if os.environ.get("EFFICIENTNET_JAX_KERNEL_CACHE"):
-        return Path(os.environ["EFFICIENTNET_JAX_KERNEL_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "efficientnet_jax" / "kernels"
+    return kernel_cache_dir()
 
 
 def _compiler() -> str:

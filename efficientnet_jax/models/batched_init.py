@@ -81,23 +81,16 @@ def batched_random_init(init: Callable[[], Any], key: jax.Array) -> Any:
     """
     with _recording() as records:
         variables = init()
-    by_id = {id(r.placeholder): r for r in records}
-    found = []
     leaves, treedef = jax.tree.flatten(variables)
-    for leaf in leaves:
-        r = by_id.get(id(leaf))
-        if r is not None:
-            found.append(r)
-    if len(found) != len(records):
+    present = {id(leaf) for leaf in leaves}
+    if any(id(r.placeholder) not in present for r in records):
         # A recorded kernel is not in the result as its initializer returned it: a flax lift
         # (nn.remat, nn.scan) traced it and returned new arrays. Take init()'s own draws instead.
         return init()
     # Cut the draws in recording order (deterministic for a model), not in the output's key order.
-    order = {id(r): i for i, r in enumerate(records)}
-    found.sort(key=lambda r: order[id(r)])
     values = {}
     for kind, sub in zip(("normal", "uniform"), jax.random.split(key)):
-        group = [r for r in found if r.kind == kind]
+        group = [r for r in records if r.kind == kind]
         total = sum(math.prod(r.shape) for r in group)
         if not total:
             continue

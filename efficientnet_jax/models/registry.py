@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Tuple
 import jax
 import jax.numpy as jnp
 
+from efficientnet_jax.models.batched_init import batched_random_init
 from efficientnet_jax.models.efficientnet import EfficientNet
 from efficientnet_jax.models.spec import ModelSpec
 from efficientnet_jax.models.variants import REGISTRY, base_name
@@ -92,24 +93,30 @@ def with_fused_stages(spec: ModelSpec, n: int) -> ModelSpec:
     return dataclasses.replace(spec, stages=stages)
 
 
+def initial_variables(model: EfficientNet, rng: jax.Array, image_size: int = 32) -> Dict[str, Any]:
+    """{'params', 'batch_stats'} of `model`, traceable (the body of `init_variables`' program and of
+    the trainer's). Every random kernel comes from `batched_init`'s two draws (same distributions
+    as `model.init`, other values); a remat model initialises without remat (same variables), as
+    nn.remat's lifted trace would defeat the batching."""
+    if getattr(model, "remat", False):
+        model = model.clone(remat=False)
+    x = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+    variables = batched_random_init(lambda: model.init(rng, x, train=False), rng)
+    return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+
+
 def init_variables(model: EfficientNet, rng: jax.Array, image_size: int = 32) -> Dict[str, Any]:
     """{'params', 'batch_stats'} of `model`, fast.
 
     Parameters do not depend on the input size or the depthwise lowering, so this initialises
     through a small image, draws every random kernel from two long random vectors
-    (`batched_init`: same distributions as `model.init`, other values), and compiles the one-off
-    program without XLA's backend optimisations (about 1 s for B0 on 2 CPU cores, against 6-7 s
-    with a draw per kernel and 14 s for a plain `jax.jit(model.init)`).
+    (`initial_variables`), and compiles the one-off program without XLA's backend optimisations
+    (about 1 s for B0 on 2 CPU cores, against 6-7 s with a draw per kernel and 14 s for a plain
+    `jax.jit(model.init)`).
     """
-    from efficientnet_jax.models.batched_init import batched_random_init
-
-    x = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
-    if getattr(model, "remat", False):  # same variables; nn.remat's lifted trace defeats the batching
-        model = model.clone(remat=False)
-    init = jax.jit(lambda key: batched_random_init(lambda: model.init(key, x, train=False), key))
+    init = jax.jit(lambda key: initial_variables(model, key, image_size))
     compiled = init.lower(rng).compile(compiler_options={"xla_backend_optimization_level": 0})
-    variables = compiled(rng)
-    return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+    return compiled(rng)
 
 
 def create_model(name: str, num_classes: int = 1000, **overrides: Any) -> EfficientNet:

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 from flax import linen as nn
 
-from efficientnet_jax.models.batched_init import batched_random_init
+from efficientnet_jax.models.registry import initial_variables
 
 
 @flax.struct.dataclass
@@ -41,13 +41,9 @@ class TrainState:
 
 
 def init_variables(model: nn.Module, rng: jax.Array, image_size: int) -> dict:
-    """{'params', 'batch_stats'} of `model` for NHWC images of `image_size` (batch of 1)."""
-    x = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
-    # Two random draws for all kernels instead of one per kernel: seconds less compile (batched_init).
-    if getattr(model, "remat", False):  # same variables; nn.remat's lifted trace defeats the batching
-        model = model.clone(remat=False)
-    variables = batched_random_init(lambda: model.init(rng, x, train=False), rng)
-    return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+    """{'params', 'batch_stats'} of `model` for NHWC images of `image_size` (batch of 1), traceable:
+    `models.registry.initial_variables` (every kernel from two random draws, seconds less compile)."""
+    return initial_variables(model, rng, image_size)
 
 
 def create_train_state(
